@@ -1,0 +1,59 @@
+"""User namespace ID maps: who "root inside" is outside.
+
+A new user namespace starts with no mapping: every ID shows as 65534 (nobody)
+and the process has its capabilities only over resources the namespace owns.
+The parent writes /proc/<child>/uid_map and gid_map ("inside outside count").
+An unprivileged parent may map only its own IDs, and must first write "deny" to
+setgroups, or a mapped-root child could drop a supplementary group and gain
+access denied to it by that group (CVE-2014-8989).
+"""
+
+import os
+
+
+def write_maps(pid, uid_lines, gid_lines):
+    """Write the maps of pid. Lines are (inside, outside, count)."""
+    if len(uid_lines) > 1 or len(gid_lines) > 1:
+        return _newidmap(pid, uid_lines, gid_lines)
+    with open(f"/proc/{pid}/setgroups", "w") as f:
+        f.write("deny")
+    for name, lines in (("uid_map", uid_lines), ("gid_map", gid_lines)):
+        with open(f"/proc/{pid}/{name}", "w") as f:
+            f.write("".join(f"{a} {b} {c}\n" for a, b, c in lines))
+
+
+def _newidmap(pid, uid_lines, gid_lines):
+    # Ranges from /etc/subuid need the setuid helpers of the shadow package (uidmap).
+    import shutil
+    import subprocess
+    for tool, lines in (("newuidmap", uid_lines), ("newgidmap", gid_lines)):
+        args = [shutil.which(tool) or tool, str(pid)] + [str(x) for line in lines for x in line]
+        subprocess.run(args, check=True, capture_output=True)
+
+
+def read_map(pid="self", name="uid_map"):
+    """[(inside, outside, count)] as the kernel shows it to the reader."""
+    with open(f"/proc/{pid}/{name}") as f:
+        return [tuple(int(x) for x in line.split()) for line in f if line.strip()]
+
+
+def describe(lines, kind="uid"):
+    """[(0, 1001, 1)] -> "uid 0 inside = uid 1001 on the host"."""
+    out = []
+    for inside, outside, count in lines:
+        if count == 1:
+            out.append(f"{kind} {inside} inside = {kind} {outside} on the host")
+        elif inside == 0 and outside == 0 and count >= 4294967295:
+            out.append(f"{kind}s are not remapped (the host's user namespace)")
+        else:
+            out.append(f"{kind}s {inside}-{inside + count - 1} inside = "
+                       f"{kind}s {outside}-{outside + count - 1} on the host")
+    return out
+
+
+def single(inside, outside):
+    return [(inside, outside, 1)]
+
+
+def current_user():
+    return os.geteuid(), os.getegid()

@@ -1,0 +1,137 @@
+"""PID 1 inside the container: a tiny reaping init, like tini or bubblewrap's do_init.
+
+Why not run the payload as PID 1 itself? PID 1 is special:
+- orphans are re-parented to it, and a payload that never calls wait() leaves zombies;
+- the kernel does not deliver signals to PID 1 that it has no handler for, so a
+  plain `python` as PID 1 ignores SIGTERM;
+- when PID 1 exits, the kernel kills every process in the namespace.
+So init reaps everything, forwards signals to the payload (PID 2), and exits with
+the payload's status. It waits with sigwaitinfo() on a blocked signal set rather
+than with handlers: no signal can slip between fork() and the wait.
+"""
+
+import errno
+import os
+import select
+import signal
+
+from . import mounts, network
+from . import syscalls as sc
+from .errors import NOT_EXECUTABLE, NOT_FOUND, RUNTIME, ContainerError
+
+FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT,
+             signal.SIGUSR1, signal.SIGUSR2)
+WAITED = set(FORWARDED) | {signal.SIGCHLD}
+
+
+def exit_code(status):
+    """A wait status as a shell reports it: the exit code, or 128+N when killed by signal N."""
+    code = os.waitstatus_to_exitcode(status)
+    return 128 - code if code < 0 else code
+
+
+def main(spec, steps, root, from_launcher, to_launcher, pass_fds=()):
+    """Runs in the fork that is PID 1 of the new PID namespace. Never returns."""
+    try:
+        if os.read(from_launcher, 3) != b"go\n":  # the launcher has adopted us
+            os._exit(RUNTIME)
+        # Die with the launcher, even if it is SIGKILLed. Set only now: the signal
+        # fires when the *parent* dies, and until the launcher adopted us our parent
+        # was the short-lived intermediate stage. Then check it did not die meanwhile.
+        sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)
+        if select.select([from_launcher], [], [], 0)[0]:  # readable = EOF = launcher gone
+            os._exit(RUNTIME)
+        sc.set_name("ck-init")
+        if "uts" in spec.namespaces:
+            sc.sethostname(spec.hostname)
+        if "net" in spec.namespaces:
+            network.loopback_up()
+        mounts.apply(steps, root)
+        os.setsid()  # own session: a job-control SIGINT to the launcher's group is not doubled here
+        payload = _spawn(spec.process, pass_fds)
+    except ContainerError as e:
+        _report(to_launcher, f"error {e.exit_code} {e}")
+        os._exit(e.exit_code)
+    except BaseException as e:  # never a traceback from inside: one line to the launcher
+        _report(to_launcher, f"error {RUNTIME} init failed: {e}")
+        os._exit(RUNTIME)
+    _report(to_launcher, "ready")
+    os._exit(_reap_until(payload))
+
+
+def _report(fd, line):
+    os.write(fd, (line.replace("\n", " ") + "\n").encode())
+
+
+def _spawn(process, pass_fds):
+    """fork + exec the payload as PID 2; exec errors come back through a CLOEXEC pipe."""
+    err_r, err_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(err_r)
+            signal.pthread_sigmask(signal.SIG_SETMASK, [])
+            # Python ignores SIGPIPE and SIGXFSZ; ignored signals survive exec (like subprocess, restore).
+            for sig in (signal.SIGPIPE, signal.SIGXFSZ):
+                signal.signal(sig, signal.SIG_DFL)
+            os.chdir(process.cwd)
+            if process.gid != 0 or process.uid != 0:
+                os.setgroups([])
+                os.setgid(process.gid)
+                os.setuid(process.uid)
+            _close_fds(pass_fds, keep=err_w)
+            os.execvpe(process.args[0], list(process.args), dict(process.env))
+        except OSError as e:
+            code = NOT_FOUND if e.errno == errno.ENOENT else NOT_EXECUTABLE
+            what = process.cwd if isinstance(e, FileNotFoundError) and e.filename == process.cwd \
+                else process.args[0]
+            os.write(err_w, f"{code} cannot run {what!r}: {os.strerror(e.errno)}".encode())
+            os._exit(code)
+        except BaseException as e:
+            os.write(err_w, f"{RUNTIME} cannot start the command: {e}".encode())
+            os._exit(RUNTIME)
+    os.close(err_w)
+    message = b""
+    while chunk := os.read(err_r, 4096):
+        message += chunk
+    os.close(err_r)
+    if message:
+        os.waitpid(pid, 0)
+        code, _, text = message.decode().partition(" ")
+        raise ContainerError(text, int(code))
+    return pid
+
+
+def _close_fds(pass_fds, keep):
+    # No descriptor of the host passes in unless asked for: close every fd above 2.
+    keep_fds = sorted(set(pass_fds) | {keep})
+    low = 3
+    for fd in keep_fds:
+        if fd >= low:
+            os.closerange(low, fd)
+            low = fd + 1
+    os.closerange(low, 1 << 20)
+    for fd in pass_fds:
+        os.set_inheritable(fd, True)
+
+
+def _reap_until(payload):
+    """Reap every child; forward signals to the payload; return its exit code when it ends."""
+    while True:
+        info = signal.sigwaitinfo(WAITED)
+        if info.si_signo != signal.SIGCHLD:
+            try:
+                os.kill(payload, info.si_signo)
+            except ProcessLookupError:
+                pass
+            continue
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                break
+            if pid == payload:
+                # Leaving now is enough: when PID 1 exits the kernel kills the rest of the namespace.
+                return exit_code(status)

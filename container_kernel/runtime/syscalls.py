@@ -1,0 +1,106 @@
+"""Thin wrappers over the Linux system calls a container is made of.
+
+Each wrapper is the syscall and nothing more: arguments as in the man page,
+OSError(errno) on failure. Python's `os` has some of them in newer versions
+(os.unshare and os.setns arrived in 3.12); where it does, we use it.
+"""
+
+import ctypes
+import os
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+# clone(2)/unshare(2) flags, from <linux/sched.h>
+CLONE_NEWNS = 0x00020000      # mount
+CLONE_NEWCGROUP = 0x02000000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+
+# mount(2) flags, from <linux/mount.h>
+MS_RDONLY = 1
+MS_NOSUID = 2
+MS_NODEV = 4
+MS_NOEXEC = 8
+MS_REMOUNT = 32
+MS_NOATIME = 1024
+MS_BIND = 4096
+MS_MOVE = 8192
+MS_REC = 16384
+MS_PRIVATE = 1 << 18
+MS_SLAVE = 1 << 19
+MS_RELATIME = 1 << 21
+MS_STRICTATIME = 1 << 24
+MNT_DETACH = 2
+
+# statvfs f_flag bits that are "locked" on a bind mount made in a user namespace:
+# a read-only remount must repeat them or the kernel answers EPERM.
+ST_FLAGS_TO_MS = {os.ST_RDONLY: MS_RDONLY, os.ST_NOSUID: MS_NOSUID, os.ST_NODEV: MS_NODEV,
+                  os.ST_NOEXEC: MS_NOEXEC, os.ST_NOATIME: MS_NOATIME, os.ST_RELATIME: MS_RELATIME}
+
+# prctl(2) options
+PR_SET_PDEATHSIG = 1
+PR_SET_NAME = 15
+PR_SET_CHILD_SUBREAPER = 36
+PR_SET_NO_NEW_PRIVS = 38
+PR_GET_NO_NEW_PRIVS = 39
+
+# glibc has no pivot_root() wrapper: call it by number.
+_SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "riscv64": 41, "ppc64le": 203, "s390x": 217}
+
+
+def _check(result, what):
+    if result == -1:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+    return result
+
+
+def unshare(flags):
+    if hasattr(os, "unshare"):
+        return os.unshare(flags)
+    _check(_libc.unshare(ctypes.c_int(flags)), "unshare")
+
+
+def setns(fd, nstype=0):
+    if hasattr(os, "setns"):
+        return os.setns(fd, nstype)
+    _check(_libc.setns(ctypes.c_int(fd), ctypes.c_int(nstype)), "setns")
+
+
+def _b(s):
+    return None if s is None else os.fsencode(s)
+
+
+def mount(source, target, fstype=None, flags=0, data=None):
+    _check(_libc.mount(_b(source), _b(target), _b(fstype), ctypes.c_ulong(flags), _b(data)),
+           f"mount {target}")
+
+
+def umount2(target, flags=0):
+    _check(_libc.umount2(_b(target), ctypes.c_int(flags)), f"umount {target}")
+
+
+def pivot_root(new_root, put_old):
+    machine = os.uname().machine
+    nr = _SYS_PIVOT_ROOT.get(machine)
+    if nr is None:
+        raise OSError(38, f"pivot_root: unknown syscall number on {machine}")
+    _check(_libc.syscall(ctypes.c_long(nr), _b(new_root), _b(put_old)), "pivot_root")
+
+
+def prctl(option, arg2=0):
+    return _check(_libc.prctl(ctypes.c_int(option), ctypes.c_ulong(arg2), ctypes.c_ulong(0),
+                              ctypes.c_ulong(0), ctypes.c_ulong(0)), "prctl")
+
+
+def set_name(name):
+    """The process name shown by ps -o comm and /proc/PID/comm (15 bytes at most)."""
+    _libc.prctl(PR_SET_NAME, ctypes.c_char_p(name.encode()[:15]), 0, 0, 0)
+
+
+def sethostname(name):
+    data = name.encode()
+    _check(_libc.sethostname(data, ctypes.c_size_t(len(data))), "sethostname")

@@ -1,0 +1,115 @@
+"""Shared by the test layers: run the real CLI, probe a container, gate on host capabilities."""
+import glob
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from container_kernel.runtime import cgroups
+
+BIN = os.path.dirname(sys.executable)
+CK = os.path.join(BIN, "container-kernel")
+PROBE = ["python3", "-m", "container_kernel.runtime.probe"]
+RUN_BASE = "/run/container-kernel"
+
+IS_ROOT = os.geteuid() == 0
+CGROUP = cgroups.detect() if os.path.isdir("/sys/fs/cgroup") else None
+
+requires_root = pytest.mark.skipif(not IS_ROOT, reason="needs root (rootless runs are tested separately)")
+requires_cgroups = pytest.mark.skipif(not (IS_ROOT and CGROUP), reason="needs root and a cgroup filesystem")
+
+
+def ck(*args, timeout=60, **kw):
+    """Run `container-kernel ARGS` and return the CompletedProcess (text mode)."""
+    return subprocess.run([CK, *args], capture_output=True, text=True, timeout=timeout, **kw)
+
+
+def probe(*options):
+    r = ck("run", *options, "--", *PROBE)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def start(*args, **kw):
+    """Start `container-kernel ARGS` in the background; returns the Popen."""
+    return subprocess.Popen([CK, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+
+
+def state_of(launcher_pid, timeout=10):
+    """The state.json of the container whose launcher is launcher_pid, once it is running."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        for path in glob.glob(f"{RUN_BASE}/*/state.json"):
+            try:
+                with open(path) as f:
+                    state = json.load(f)
+            except (OSError, ValueError):
+                continue
+            if state["launcher_pid"] == launcher_pid:
+                return state
+        time.sleep(0.02)
+    raise AssertionError(f"no running container for launcher {launcher_pid}")
+
+
+def children(pid):
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(x) for x in f.read().split()]
+    except OSError:
+        return []
+
+
+def alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def host_ns(kind, pid="self"):
+    return os.stat(f"/proc/{pid}/ns/{kind}").st_ino
+
+
+def our_cgroups():
+    """Every cgroup directory of ours on this host (v1: in each hierarchy; v2: one tree)."""
+    found = []
+    for parent in glob.glob("/sys/fs/cgroup/*/container-kernel") + glob.glob("/sys/fs/cgroup/container-kernel"):
+        for entry in os.scandir(parent):
+            if entry.is_dir():
+                found.append(entry.path)
+    return found
+
+
+def leftovers():
+    """What containers left on this host: cgroups, mounts, processes, run dirs."""
+    out = [f"cgroup {p}" for p in our_cgroups()]
+    with open("/proc/self/mountinfo") as f:
+        out += [f"mount {line.split()[4]}" for line in f if "container-kernel" in line]
+    for pid in (int(p) for p in os.listdir("/proc") if p.isdigit()):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                args = f.read().replace(b"\0", b" ").decode(errors="replace")
+            with open(f"/proc/{pid}/comm") as f:
+                comm = f.read().strip()
+        except OSError:
+            continue
+        if not alive(pid):  # a zombie is not running: the host's init reaps it in its own time
+            continue
+        if pid != os.getpid() and (comm == "ck-init" or "container-kernel run" in args
+                                   or "container_kernel.cli" in args):
+            out.append(f"process {pid} {args.strip()[:80]}")
+    if os.path.isdir(RUN_BASE) and os.listdir(RUN_BASE):
+        out += [f"run dir {RUN_BASE}/{n}" for n in os.listdir(RUN_BASE)]
+    return out
+
+
+def kill_tree(proc):
+    """End a launcher we started (by its PID) if a test left it running."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
