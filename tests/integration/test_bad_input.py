@@ -1,0 +1,62 @@
+"""Bad input: one line naming the value and what is allowed, exit 2 (docker's), nothing created."""
+import os
+
+import pytest
+
+from tests.helpers import RUN_BASE, ck, our_cgroups
+
+
+def snapshot():
+    runs = sorted(os.listdir(RUN_BASE)) if os.path.isdir(RUN_BASE) else []
+    return sorted(our_cgroups()), runs
+
+
+CASES = [
+    (["--memory", "banana", "--", "true"], 2, ["--memory", "'banana'", "100M"]),
+    (["--memory", "1k", "--", "true"], 2, ["--memory", "'1k'", "minimum is 6 MiB"]),
+    (["--memory-swap", "10M", "--memory", "20M", "--", "true"], 2, ["--memory-swap", "'10M'"]),
+    (["--cpus", "-1", "--", "true"], 2, ["--cpus", "'-1'", "from 0.01 to"]),
+    (["--cpus", "lots", "--", "true"], 2, ["--cpus", "'lots'"]),
+    (["--pids", "0", "--", "true"], 2, ["--pids", "'0'", "at least 2"]),
+    (["--pids", "1.5", "--", "true"], 2, ["--pids", "'1.5'"]),
+    (["--io-write-bps", "/dev/nonexistent:1M", "--", "true"], 2, ["--io-write-bps", "'/dev/nonexistent'"]),
+    (["--io-read-bps", "8:0", "--", "true"], 2, ["--io-read-bps"]),
+    (["--network", "bridge", "--", "true"], 2, ["--network", "'bridge'", "none, host"]),
+    (["--hostname", "bad_name!", "--", "true"], 2, ["--hostname", "'bad_name!'"]),
+    (["--volume", "relative:/x", "--", "true"], 2, ["--volume", "'relative:/x'"]),
+    (["--volume", "/nonexistent-ck:/x", "--", "true"], 2, ["--volume", "does not exist"]),
+    (["--rootfs", "/nonexistent-rootfs", "--", "true"], 2, ["--rootfs", "'/nonexistent-rootfs'"]),
+    (["--bogus", "--", "true"], 2, ["unknown option", "'--bogus'"]),
+    (["--memory"], 2, ["--memory needs a value"]),
+    ([], 2, ["no command given"]),
+    (["--memory", "64M"], 2, ["no command given"]),
+    (["--", "no-such-command-ck"], 127, ["'no-such-command-ck' not found"]),
+]
+
+
+@pytest.mark.parametrize("args,code,words", CASES, ids=[" ".join(c[0]) or "nothing" for c in CASES])
+def test_bad_input_gets_one_line_and_creates_nothing(args, code, words):
+    before = snapshot()
+    r = ck("run", *args)
+    assert r.returncode == code, r.stderr
+    assert r.stdout == ""
+    assert r.stderr.count("\n") == 1 and r.stderr.startswith("container-kernel: "), r.stderr
+    assert "Traceback" not in r.stderr
+    for w in words:
+        assert w in r.stderr, (w, r.stderr)
+    assert snapshot() == before
+
+
+def test_unknown_command_and_help():
+    r = ck("launch")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "'launch'" in r.stderr
+    r = ck("run", "--help")
+    assert r.returncode == 0 and "--memory" in r.stdout and "--io-write-bps" in r.stdout
+
+
+def test_print_plan_creates_nothing():
+    before = snapshot()
+    r = ck("run", "--print-plan", "--memory", "64M", "--", "true")
+    assert r.returncode == 0, r.stderr
+    assert "pivot-root" in r.stdout and "ro-bind    /usr" in r.stdout
+    assert snapshot() == before
