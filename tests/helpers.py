@@ -103,8 +103,10 @@ def leftovers():
         if pid != os.getpid() and (comm == "ck-init" or "container-kernel run" in args
                                    or "container_kernel.cli" in args):
             out.append(f"process {pid} {args.strip()[:80]}")
-    if os.path.isdir(RUN_BASE) and os.listdir(RUN_BASE):
+    try:
         out += [f"run dir {RUN_BASE}/{n}" for n in os.listdir(RUN_BASE)]
+    except OSError:  # absent, or not ours to read (a non-root run)
+        pass
     return out
 
 

@@ -195,18 +195,15 @@ def _listdir(path):
 
 def host_cgroup_mounts(mountinfo="/proc/self/mountinfo"):
     """[(name, fstype, options)] for the cgroup filesystems under /sys/fs/cgroup."""
+    from .cgroups import read_mounts
     found = []
-    with open(mountinfo) as f:
-        for line in f:
-            left, _, right = line.partition(" - ")
-            point = left.split()[4]
-            fstype, _, super_opts = right.split()[:3]
-            if fstype not in ("cgroup", "cgroup2") or not point.startswith("/sys/fs/cgroup"):
-                continue
-            if point == "/sys/fs/cgroup":
-                return [("", fstype, None)]
-            opts = [o for o in super_opts.split(",") if o not in ("rw", "ro")]
-            found.append((point[len("/sys/fs/cgroup/"):], fstype, ",".join(opts) or None))
+    for point, fstype, options in read_mounts(mountinfo):
+        if fstype not in ("cgroup", "cgroup2") or not under(point, "/sys/fs/cgroup"):
+            continue
+        if point == "/sys/fs/cgroup":
+            return [("", fstype, None)]
+        opts = [o for o in options if o not in ("rw", "ro")]
+        found.append((point[len("/sys/fs/cgroup/"):], fstype, ",".join(opts) or None))
     return found
 
 
