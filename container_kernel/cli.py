@@ -51,12 +51,15 @@ def run_help():
     return "\n".join(lines)
 
 
-def parse_run(argv):
-    """argv after 'run' -> (Spec, flags). Raises ContainerError(exit 2) on bad input."""
+def parse_options(argv, flags=("--help", "--print-plan"), extras=()):
+    """Scan RUN_OPTIONS (plus extra flags and extra valued options) up to the command.
+
+    Returns (values {field: (option, text, parsed)}, set of flags, {extra: text}, command).
+    """
     from .runtime import spec as S
 
     by_name = {n: o for o in RUN_OPTIONS for n in o[0]}
-    values, flags, i = {}, set(), 0
+    values, seen, extra, i = {}, set(), {}, 0
     while i < len(argv):
         arg = argv[i]
         if arg == "--":
@@ -65,27 +68,38 @@ def parse_run(argv):
         if not arg.startswith("-") or arg == "-":
             break
         name, eq, value = arg.partition("=")
-        if name in ("--help", "--print-plan"):
-            flags.add(name)
+        if name in flags:
+            seen.add(name)
             i += 1
             continue
-        if name not in by_name:
-            raise usage(f"run: unknown option {name!r} (see {PROG} run --help)")
+        if name not in by_name and name not in extras:
+            raise usage(f"unknown option {name!r} (see {PROG} --help)")
         if not eq:
             i += 1
             if i >= len(argv):
-                raise usage(f"run: {name} needs a value ({by_name[name][1]})")
+                raise usage(f"{name} needs a value ({by_name[name][1] if name in by_name else 'a value'})")
             value = argv[i]
+        i += 1
+        if name in extras:
+            extra[name] = value
+            continue
         names, _, field, parser, repeat, _ = by_name[name]
         parsed = value if parser is None else getattr(S, parser)(value, names[0])
         if repeat:
             values.setdefault(field, []).append((names[0], value, parsed))
         elif field in values:
-            raise usage(f"run: {names[0]} given twice")
+            raise usage(f"{names[0]} given twice")
         else:
             values[field] = (names[0], value, parsed)
-        i += 1
-    command = argv[i:]
+    return values, seen, extra, argv[i:]
+
+
+def parse_run(argv):
+    """argv after 'run' -> (Spec, flags). Raises ContainerError(exit 2) on bad input."""
+    try:
+        values, flags, _, command = parse_options(argv)
+    except ContainerError as e:
+        raise usage(f"run: {e}") from None
     if "--help" in flags:
         return None, flags
     if not command:
@@ -93,7 +107,8 @@ def parse_run(argv):
     return build_spec(values, command), flags
 
 
-def build_spec(values, command):
+def build_spec(values, command, volumes=(), env=(), cwd=None, cid=None):
+    """The Spec for these parsed options; the Jupyter launcher adds volumes, env, cwd, id."""
     from .runtime import spec as S
 
     def get(field, default=None):
@@ -105,7 +120,7 @@ def build_spec(values, command):
         swap = S.parse_memory_swap(values["memory_swap"][1], memory)
     io_read = tuple(S.parse_io_limit(v, n) for n, v, _ in values.get("io_read_bps", ()))
     io_write = tuple(S.parse_io_limit(v, n) for n, v, _ in values.get("io_write_bps", ()))
-    cid = get("id") or S.new_id()
+    cid = cid or get("id") or S.new_id()
     if not (cid.isascii() and cid.replace("-", "").replace("_", "").isalnum() and len(cid) <= 64):
         raise usage(f"run: --name: invalid id {cid!r}: use letters, digits, '-' and '_'")
     hostname = get("hostname") or cid[:12]
@@ -115,14 +130,15 @@ def build_spec(values, command):
         namespaces.remove("net")
     if rootless:
         namespaces.append("user")
-    cwd = get("cwd", "/")
+    cwd = cwd or get("cwd", "/")
     if not cwd.startswith("/"):
         raise usage(f"run: --workdir: {cwd!r} must be an absolute path")
-    env = S.default_env(hostname, "/root", [p for _, _, p in values.get("env", ())])
+    env = S.default_env(hostname, "/root", [p for _, _, p in values.get("env", ())] + list(env))
     process = S.Process(tuple(command), env, cwd, 0, 0)
     spec = S.Spec(
         id=cid, hostname=hostname, rootfs=get("rootfs", "host"), namespaces=tuple(namespaces),
-        network=get("network", "none"), volumes=tuple(p for _, _, p in values.get("volumes", ())),
+        network=get("network", "none"),
+        volumes=tuple(p for _, _, p in values.get("volumes", ())) + tuple(volumes),
         resources=S.Resources(memory, swap, get("cpus"), get("pids"), io_read, io_write),
         process=process, rootless=rootless, run_base=S.default_run_base(rootless))
     S.check_command(spec)
@@ -149,8 +165,8 @@ COMMANDS = {
     "run": (None, "cmd_run"),
     "doctor": ("container_kernel.runtime.tools", "cmd_doctor"),
     "ps": ("container_kernel.runtime.tools", "cmd_ps"),
-    "install": ("container_kernel.jupyter.commands", "cmd_install"),
-    "kernel": ("container_kernel.jupyter.commands", "cmd_kernel"),
+    "install": ("container_kernel.jupyter.kernelspec", "cmd_install"),
+    "kernel": ("container_kernel.jupyter.launch", "cmd_kernel"),
 }
 
 
@@ -176,6 +192,9 @@ def main(argv=None):
         return e.exit_code
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `container-kernel ps | head`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

@@ -74,6 +74,7 @@ def _spawn(process, pass_fds):
             # Python ignores SIGPIPE and SIGXFSZ; ignored signals survive exec (like subprocess, restore).
             for sig in (signal.SIGPIPE, signal.SIGXFSZ):
                 signal.signal(sig, signal.SIG_DFL)
+            os.setsid()  # its own session and process group, as jupyter_client starts a kernel
             os.chdir(process.cwd)
             if process.gid != 0 or process.uid != 0:
                 os.setgroups([])

@@ -31,6 +31,7 @@ class Container:
         self.init_pid = None
         self.steps = None
         self.final_stats = None
+        self.stop_requested = False  # a SIGTERM/SIGHUP/SIGQUIT came from outside
 
     # ---- start ----------------------------------------------------------------------------
     def start(self):
@@ -114,6 +115,8 @@ class Container:
         while True:
             info = signal.sigwaitinfo(init.WAITED)
             if info.si_signo != signal.SIGCHLD:
+                if info.si_signo in (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
+                    self.stop_requested = True
                 try:
                     os.kill(self.init_pid, info.si_signo)
                 except ProcessLookupError:
@@ -135,13 +138,15 @@ class Container:
             self.cleanup()
 
     def report_oom(self, code):
-        """One line on stderr when the OOM killer acted, read from the cgroup's own counters."""
+        """One line on stderr when the OOM killer acted, read from the cgroup's own counters.
+
+        Returns the cgroup's final stats (None without a cgroup)."""
         if not self.cgroup:
-            return
+            return None
         stats = self.final_stats = self.cgroup.stats()
         mem = stats.get("memory") or {}
         if not mem.get("oom_kills"):
-            return
+            return stats
         limit, peak = human_bytes(mem.get("limit")), human_bytes(mem.get("peak") or mem.get("usage"))
         if code == 128 + signal.SIGKILL:
             msg = f"killed by the OOM killer (memory limit {limit}, peak {peak})"
@@ -149,6 +154,7 @@ class Container:
             msg = (f"the OOM killer killed {mem['oom_kills']} process(es) in the container "
                    f"(memory limit {limit}, peak {peak})")
         os.write(2, f"container-kernel: {msg}\n".encode())
+        return stats
 
     # ---- cleanup --------------------------------------------------------------------------
     def cleanup(self):
@@ -162,7 +168,7 @@ class Container:
             self.init_pid = None
         if self.cgroup:
             self.cgroup.destroy()
-        _remove_tree(self.spec.run_dir)
+        remove_tree(self.spec.run_dir)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, init.WAITED)
 
 
@@ -212,8 +218,14 @@ def _make_run_dir(spec):
     os.makedirs(spec.run_base, 0o711, exist_ok=True)
     os.mkdir(spec.run_dir, 0o700)
     os.mkdir(os.path.join(spec.run_dir, "root"), 0o755)
-    with open(os.path.join(spec.run_dir, "launcher"), "w") as f:
-        f.write(f"{os.getpid()} {_start_time(os.getpid())}\n")
+    write_owner(spec.run_dir)
+
+
+def write_owner(path, pid=None):
+    """Record which live process owns a run dir: when it is gone, the dir is stale."""
+    pid = pid or os.getpid()
+    with open(os.path.join(path, "owner"), "w") as f:
+        f.write(f"{pid} {_start_time(pid)}\n")
 
 
 def _write_state(container):
@@ -256,9 +268,9 @@ def _start_time(pid):
         return None
 
 
-def _launcher_alive(run_dir):
+def owner_alive(run_dir):
     try:
-        with open(os.path.join(run_dir, "launcher")) as f:
+        with open(os.path.join(run_dir, "owner")) as f:
             pid, start = f.read().split()
     except (OSError, ValueError):
         return False
@@ -266,15 +278,19 @@ def _launcher_alive(run_dir):
 
 
 def collect_stale(run_base):
-    """Remove the run dirs and cgroups of containers whose launcher is gone (e.g. SIGKILLed)."""
+    """Remove the run dirs and cgroups of containers whose owner is gone (e.g. SIGKILLed).
+
+    A run dir's "owner" file names the process that made it (a launcher, or the
+    Jupyter server for a kernel's socket dir) with its start time, so a reused
+    PID does not keep a stale dir alive."""
     removed = []
     try:
         names = os.listdir(run_base)
     except FileNotFoundError:
         names = []
     for name in names:
-        if not _launcher_alive(os.path.join(run_base, name)):
-            _remove_tree(os.path.join(run_base, name))
+        if not owner_alive(os.path.join(run_base, name)):
+            remove_tree(os.path.join(run_base, name))
             removed.append(name)
     if os.geteuid() == 0:
         alive = set(os.listdir(run_base)) if os.path.isdir(run_base) else set()
@@ -282,7 +298,7 @@ def collect_stale(run_base):
     return removed
 
 
-def _remove_tree(path):
+def remove_tree(path):
     try:
         entries = list(os.scandir(path))
     except FileNotFoundError:
@@ -294,7 +310,7 @@ def _remove_tree(path):
         if os.path.ismount(entry.path):  # never delete through a mount point
             continue
         if entry.is_dir(follow_symlinks=False):
-            _remove_tree(entry.path)
+            remove_tree(entry.path)
         else:
             os.unlink(entry.path)
     os.rmdir(path)

@@ -9,7 +9,7 @@ import os
 import sys
 import time
 
-from . import cgroups
+from . import cgroups, idmap, launcher
 from . import syscalls as sc
 from .errors import usage
 from .spec import default_run_base, human_bytes
@@ -35,7 +35,10 @@ def _try_in_child(fn):
 
 
 def _pivot_root_works():
-    sc.unshare(sc.CLONE_NEWNS | (0 if os.geteuid() == 0 else sc.CLONE_NEWUSER))
+    uid, gid = os.geteuid(), os.getegid()
+    sc.unshare(sc.CLONE_NEWNS | (0 if uid == 0 else sc.CLONE_NEWUSER))
+    if uid != 0:  # unmapped, no file can be created (mkdir: EOVERFLOW): be root inside
+        idmap.write_maps("self", idmap.single(0, uid), idmap.single(0, gid))
     sc.mount(None, "/", None, sc.MS_REC | sc.MS_PRIVATE)
     sc.mount("tmpfs", "/tmp", "tmpfs", 0, "size=64k")
     os.mkdir("/tmp/old")
@@ -113,7 +116,8 @@ def cmd_doctor(argv):
         if "--help" in argv:
             print("usage: container-kernel doctor [--json]\n\nWhat this host allows, tried in throw-away processes.")
             return 0
-        raise usage(f"doctor: unknown argument {argv[0]!r}: use --json or nothing")
+        bad = next((a for a in argv if a != "--json"), argv[-1])
+        raise usage(f"doctor: unknown argument {bad!r}: use --json or nothing")
     f = probe_host()
     feats = features(f)
     if argv == ["--json"]:
@@ -150,8 +154,8 @@ def containers(run_base=None):
                 state = json.load(f)
         except (OSError, ValueError):
             continue
-        if not os.path.exists(f"/proc/{state['init_pid']}"):
-            continue
+        if not launcher.owner_alive(os.path.join(run_base, name)):
+            continue  # stale: its launcher is gone (the next start collects it)
         state["started"] = os.stat(os.path.join(run_base, name, "state.json")).st_mtime
         if state.get("cgroup_version"):
             state["stats"] = cgroups.open_cgroup(state["id"], f"v{state['cgroup_version']}").stats()
@@ -164,7 +168,8 @@ def cmd_ps(argv):
         if "--help" in argv:
             print("usage: container-kernel ps [--json]\n\nRunning containers, their host PIDs, limits and usage.")
             return 0
-        raise usage(f"ps: unknown argument {argv[0]!r}: use --json or nothing")
+        bad = next((a for a in argv if a != "--json"), argv[-1])
+        raise usage(f"ps: unknown argument {bad!r}: use --json or nothing")
     items = containers()
     if argv == ["--json"]:
         json.dump(items, sys.stdout, indent=1)
@@ -181,3 +186,31 @@ def cmd_ps(argv):
         print(f"{s['id']:14}{s['init_pid']:>9}  {memtext:22}{cpus:>6}{ptext:>8}  {up:>7}  "
               f"{' '.join(s['command'])[:60]}")
     return 0
+
+
+def containment_problem():
+    """Why this process could not create a container here, or None. Cheap: no fork.
+
+    (doctor tries for real; this is the quick check a kernel provisioner can afford.)"""
+    if not os.path.exists("/proc/self/ns/pid"):
+        return "this kernel has no namespaces (not Linux?)"
+    if os.geteuid() == 0:
+        if os.path.exists("/.dockerenv") and not _can_admin():
+            return "running as root inside a container without CAP_SYS_ADMIN"
+        return None
+    if _read("/proc/sys/kernel/unprivileged_userns_clone") == "0":
+        return "unprivileged user namespaces are disabled (kernel.unprivileged_userns_clone=0)"
+    if _read("/proc/sys/user/max_user_namespaces") == "0":
+        return "user namespaces are disabled (user.max_user_namespaces=0)"
+    if _read("/proc/sys/kernel/apparmor_restrict_unprivileged_userns") == "1":
+        return ("AppArmor restricts unprivileged user namespaces "
+                "(kernel.apparmor_restrict_unprivileged_userns=1)")
+    return None
+
+
+def _can_admin():
+    status = _read("/proc/self/status") or ""
+    for line in status.splitlines():
+        if line.startswith("CapEff:"):
+            return bool(int(line.split()[1], 16) & (1 << 21))  # CAP_SYS_ADMIN
+    return False

@@ -1,0 +1,58 @@
+"""The IPython extension `container_kernel`: loaded at start in the container kernel.
+
+It tells the user what they would otherwise not know:
+- why the previous kernel died (the launcher left a record: OOM killer, signal,
+  exit code), at the first execution;
+- that the kernel is NOT contained, when a kernelspec allowed degraded mode,
+  at start, at the first execution and in every %container_info.
+The magics and widgets (see magics.py) are registered here too.
+"""
+
+import os
+import sys
+
+_state = {}
+
+
+def in_container():
+    return os.environ.get("container") == "container-kernel"
+
+
+def unconfined_reason():
+    return os.environ.get("CK_UNCONFINED")
+
+
+def warning_banner():
+    reason = unconfined_reason()
+    if reason:
+        return f"WARNING: this kernel is NOT contained: {reason}"
+    if not in_container():
+        return ("This kernel was not started by container-kernel: it is not contained by this "
+                "project. %container_info shows what it can see.")
+    return None
+
+
+def _first_execution(*args):
+    ip = _state.get("ip")
+    if ip is not None:
+        ip.events.unregister("pre_run_cell", _first_execution)
+    notices = [n for n in (os.environ.get("CK_PREVIOUS_EXIT"), unconfined_reason() and warning_banner()) if n]
+    for notice in notices:
+        print(notice, file=sys.stderr)
+
+
+def load(ip):
+    _state["ip"] = ip
+    if os.environ.get("CK_PREVIOUS_EXIT") or unconfined_reason():
+        ip.events.register("pre_run_cell", _first_execution)
+    if unconfined_reason():
+        print(warning_banner(), file=sys.__stderr__)
+    from . import magics
+    magics.register(ip)
+
+
+def unload(ip):
+    try:
+        ip.events.unregister("pre_run_cell", _first_execution)
+    except ValueError:
+        pass
