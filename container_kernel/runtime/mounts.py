@@ -53,6 +53,8 @@ def plan(spec, root, cgroup_mounts=()):
         steps += _dir_rootfs(spec, root)
     steps += _kernel_filesystems(spec, cgroup_mounts)
     steps += _scratch(spec)
+    if spec.rootfs == "host":  # after the scratch tmpfs: a venv may live under /tmp or /run
+        steps += _python(spec)
     for v in spec.volumes:
         if spec.rootfs != "host" and not os.path.exists(spec.rootfs + v.target):
             raise usage(f"--volume: {v.target!r} does not exist in the rootfs {spec.rootfs!r}, "
@@ -71,12 +73,17 @@ def _host_rootfs(spec, root):
         elif os.path.isdir(d):
             steps.append(Step("dir", d))
             steps.append(Step("ro-bind", d, d))
-    # The interpreter that runs us, its venv and (for an editable install) our own
-    # package, at the same paths, so the same `python` works inside.
+    steps += _etc(spec)
+    return steps
+
+
+def _python(spec):
+    """The interpreter that runs us, its venv and (for an editable install) our own
+    package, read-only at the same paths, so the same `python` works inside."""
+    steps = []
     for path in _python_dirs():
         if not any(under(path, d) for d in SYSTEM_DIRS):
             steps += [Step("dir", path), Step("ro-bind", path, path)]
-    steps += _etc(spec)
     return steps
 
 

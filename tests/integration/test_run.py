@@ -86,7 +86,8 @@ def test_exit_status_is_the_payloads():
 def test_sigterm_to_the_launcher_reaches_the_payload():
     p = start("run", "--", *py("""
         import signal, sys, time
-        signal.signal(signal.SIGTERM, lambda *a: (print('got TERM', flush=True), sys.exit(42)))
+        import os
+        signal.signal(signal.SIGTERM, lambda *a: (os.write(1, b'got TERM\\n'), sys.exit(42)))
         print('ready', flush=True)
         time.sleep(30)
         """))
@@ -104,7 +105,9 @@ def test_sigterm_to_the_launcher_reaches_the_payload():
 def test_other_signals_are_forwarded(sig):
     p = start("run", "--", *py(f"""
         import signal, sys, time
-        signal.signal({int(sig)}, lambda *a: (print('got', {int(sig)}, flush=True), sys.exit(3)))
+        import os
+        # os.write, not print: the signal may land while print('ready') is still flushing
+        signal.signal({int(sig)}, lambda *a: (os.write(1, b'got {int(sig)}\\n'), sys.exit(3)))
         print('ready', flush=True)
         time.sleep(30)
         """))

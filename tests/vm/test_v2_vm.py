@@ -1,0 +1,221 @@
+"""The cgroup tests again, on a cgroup-v2-only kernel, inside a throw-away VM.
+
+This host and CI have cgroup v1 controllers (hybrid), while most users run v2
+only: a v2 driver tested only against a fake cgroupfs is a guess. So this test
+boots Debian's kernel with cgroup v1 disabled (run_in_v2_vm.sh: QEMU, the host's
+/ shared read-only under a tmpfs overlay, so the checkout and .venv run in place)
+and runs BATCHES there with pytest, as root in the guest's root cgroup.
+
+One boot runs every batch (about 8 s a boot under emulation, far less with KVM);
+each batch writes JUnit XML to the xfer share, parsed here. A batch fails here if
+any test in it failed, if none of its tests ran, or if the guest's pytest said
+something was left behind. Without qemu or a kernel this skips with the apt-get
+line, unless CK_REQUIRE_V2_VM=1 (CI; `make test-v2`), where it fails.
+"""
+
+import os
+import shlex
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import xml.etree.ElementTree as ET
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CHECKOUT = os.path.dirname(os.path.dirname(HERE))
+SCRIPT = os.path.join(HERE, "run_in_v2_vm.sh")
+APT = "apt-get install -y qemu-system-x86 linux-image-amd64 busybox-static"
+
+# name -> (test files, guest-side time budget in s). The cgroup batch first: it is the
+# point of the VM, and a later batch that runs out of time cannot take its results away.
+BATCHES = {
+    "cgroups": (["tests/integration/test_limits.py", "tests/integration/test_cgroup_driver_v2.py",
+                 "tests/integration/test_cgroup_driver_v1.py"], 240),
+    "runtime": (["tests/integration/test_run.py"], 480),
+}
+VM_TIMEOUT = int(os.environ.get("CK_V2VM_TIMEOUT", 840))  # the whole VM part: under 15 minutes
+
+pytestmark = [
+    pytest.mark.skipif(os.environ.get("CK_IN_V2_VM") == "1", reason="already inside the v2 VM"),
+    pytest.mark.timeout(VM_TIMEOUT + 120),
+]
+
+
+def _static(path):
+    """True for an ELF without a PT_INTERP program header: runs before any library exists."""
+    with open(path, "rb") as f:
+        head = f.read(64)
+        if head[:4] != b"\x7fELF" or head[4] != 2:
+            return False
+        (phoff,) = struct.unpack_from("<Q", head, 32)
+        size, count = struct.unpack_from("<HH", head, 54)
+        f.seek(phoff)
+        table = f.read(size * count)
+    return all(struct.unpack_from("<I", table, i * size)[0] != 3 for i in range(count))
+
+
+def missing():
+    """What this host lacks to boot the VM, in words; [] if nothing."""
+    out = []
+    if not shutil.which("qemu-system-x86_64"):
+        out.append("qemu-system-x86_64")
+    modules = os.listdir("/lib/modules") if os.path.isdir("/lib/modules") else []
+    if not any(v.endswith("-amd64") and os.path.exists(f"/boot/vmlinuz-{v}") for v in modules):
+        out.append("a Debian amd64 kernel (/boot/vmlinuz-*-amd64 with its /lib/modules)")
+    if not (os.path.exists("/bin/busybox") and _static("/bin/busybox")):
+        out.append("a static /bin/busybox")
+    for tool in ("modprobe", "cpio", "gzip", "mkfs.ext4"):
+        if not shutil.which(tool, path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin"):
+            out.append(tool)
+    return out
+
+
+def guest_script(python):
+    """The bash the guest runs: facts about the guest, then one pytest run per batch."""
+    py = shlex.quote(python)
+    lines = [
+        'R=$CK_V2VM_RESULTS',
+        f'{py} -c "from container_kernel.runtime import cgroups; import os; '
+        f'print(os.uname().release, cgroups.detect(), os.cpu_count(), '
+        f'\' \'.join(cgroups.available_controllers()))" > $R/guest.txt 2>&1',
+    ]
+    for name, (files, budget) in BATCHES.items():
+        # tee to the results share: a batch stopped by its budget still leaves its log.
+        lines += [
+            f'echo "== batch {name}: {" ".join(files)}"',
+            'SECONDS=0',
+            f'timeout -k 10 {budget} {py} -m pytest -p no:cacheprovider -o junit_logging=system-out '
+            f'--junitxml=$R/{name}.xml {" ".join(shlex.quote(f) for f in files)} 2>&1 | tee $R/{name}.log',
+            f'echo ${{PIPESTATUS[0]}} > $R/{name}.rc; echo $SECONDS > $R/{name}.seconds',
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def boot(out_dir):
+    """Run every batch in one VM; returns (script exit code, its output, seconds)."""
+    env = dict(os.environ, CK_V2VM_TIMEOUT=str(VM_TIMEOUT))
+    t0 = time.monotonic()
+    # Own session: on a timeout the whole group (the script, timeout, qemu) is ours to end.
+    p = subprocess.Popen([SCRIPT, "-o", out_dir, guest_script(sys.executable)], cwd=CHECKOUT, env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                         start_new_session=True)
+    lines = []
+
+    def read():  # streamed as it comes: `pytest -s` (make test-v2) shows the guest live
+        for line in p.stdout:
+            lines.append(line)
+            print(line, end="", flush=True)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        rc = p.wait(timeout=VM_TIMEOUT + 60)
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGTERM)
+        try:
+            rc = p.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+            rc = p.wait()
+    finally:
+        reader.join(timeout=10)
+    return rc, "".join(lines), time.monotonic() - t0
+
+
+def parse(junit):
+    """{passed, failed: [(name, text)], skipped: [(name, reason)], out: [system-out]} of a JUnit file."""
+    result = {"passed": [], "failed": [], "skipped": [], "out": []}
+    for case in ET.parse(junit).getroot().iter("testcase"):
+        name = f"{case.get('classname', '').rpartition('.')[2]}::{case.get('name')}"
+        bad = [e for e in case if e.tag in ("failure", "error")]
+        skipped = case.find("skipped")
+        if bad:
+            result["failed"].append((name, "\n".join(f"{e.get('message', '')}\n{e.text or ''}" for e in bad)))
+        elif skipped is not None:
+            result["skipped"].append((name, skipped.get("message", "")))
+        else:
+            result["passed"].append(name)
+        out = case.find("system-out")
+        if out is not None and out.text:
+            result["out"].append(out.text)
+    return result
+
+
+def tail(text, lines=60):
+    return "\n".join(text.splitlines()[-lines:])
+
+
+@pytest.fixture(scope="module")
+def vm():
+    """Boot once for the module: {"batches": {name: ...}, "output", "rc", "seconds", "guest"}."""
+    lacking = missing()
+    if lacking:
+        yield {"missing": lacking}
+        return
+    with tempfile.TemporaryDirectory(prefix="ck-v2vm-results-") as out_dir:
+        rc, output, seconds = boot(out_dir)
+        batches = {}
+        for name in BATCHES:
+            found = {}
+            for ext in ("rc", "seconds"):
+                try:
+                    with open(os.path.join(out_dir, f"{name}.{ext}")) as f:
+                        found[ext] = int(f.read())
+                except (OSError, ValueError):
+                    found[ext] = None
+            try:
+                with open(os.path.join(out_dir, f"{name}.log")) as f:
+                    found["log"] = f.read()
+            except OSError:
+                found["log"] = ""
+            junit = os.path.join(out_dir, f"{name}.xml")
+            found["junit"] = parse(junit) if os.path.exists(junit) else None
+            batches[name] = found
+        try:
+            with open(os.path.join(out_dir, "guest.txt")) as f:
+                guest = f.read().strip()
+        except OSError:
+            guest = ""
+    yield {"batches": batches, "output": output, "rc": rc, "seconds": seconds, "guest": guest}
+
+
+@pytest.mark.parametrize("batch", list(BATCHES))
+def test_batch_passes_on_cgroup_v2(vm, batch, capsys):
+    if "missing" in vm:
+        reason = f"cannot boot the cgroup v2 VM, missing {', '.join(vm['missing'])}: {APT}"
+        if os.environ.get("CK_REQUIRE_V2_VM") == "1":
+            pytest.fail(reason + " (CK_REQUIRE_V2_VM=1: the v2 VM suite must run)")
+        pytest.skip(reason)
+    files, _ = BATCHES[batch]
+    b = vm["batches"][batch]
+    where = f"batch {batch!r} ({' '.join(files)}) in the v2 VM"
+    assert vm["guest"].split()[1:2] == ["v2"], \
+        f"the guest is not cgroup v2 only: {vm['guest']!r}\n{tail(vm['output'])}"
+    r = b["junit"]
+    if r is None:
+        pytest.fail(f"{where}: no results (pytest exit code {b['rc']}, VM exit code {vm['rc']}):\n"
+                    + tail(b["log"] or vm["output"]))
+    with capsys.disabled():  # the figures the inner tests measured, and why any skipped
+        print(f"\n[v2 VM, {vm['guest']}] {where}: {len(r['passed'])} passed, {len(r['failed'])} failed, "
+              f"{len(r['skipped'])} skipped in {b['seconds']} s (boot and all batches: {vm['seconds']:.0f} s)")
+        for name, reason in r["skipped"]:
+            print(f"  skipped {name}: {reason}")
+        for text in r["out"]:
+            for line in text.splitlines():
+                if line.startswith("measured:"):
+                    print(f"  {line}")
+    if r["failed"]:
+        pytest.fail(f"{where}: {len(r['failed'])} failed:\n\n"
+                    + "\n\n".join(f"--- {name}\n{text}" for name, text in r["failed"]), pytrace=False)
+    if not r["passed"]:
+        pytest.fail(f"{where}: no test ran ({len(r['skipped'])} skipped):\n"
+                    + "\n".join(f"  {n}: {why}" for n, why in r["skipped"]), pytrace=False)
+    # Failures are all in the JUnit file; a non-zero exit beyond them is the guest's
+    # own verdict: leftovers, or the batch's time budget ran out.
+    assert b["rc"] == 0, f"{where}: pytest exited {b['rc']} with no failed test:\n{tail(b['log'], 20)}"
