@@ -33,6 +33,11 @@ test: venv compile
 	@$(PY) tools/check_prereqs.py test
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# The cgroup tests again inside a throw-away cgroup-v2-only VM (tests/vm/); fails, not skips,
+# when qemu or a kernel is missing.
+test-v2: venv compile
+	CK_REQUIRE_V2_VM=1 $(PY) -m pytest -s tests/vm $(PYTEST_ARGS)
+
 bench: venv compile
 	$(PY) benchmarks/bench_run.py
 
