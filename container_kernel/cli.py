@@ -37,6 +37,7 @@ RUN_OPTIONS = (
     (("--name",), "ID", "id", None, False, "container id (default: 12 random hex digits)"),
 )
 RUN_FLAGS = (("--print-plan", "print the mount steps and namespaces, create nothing"),
+             ("--user", "rootless only: keep your own uid/gid inside (default: root inside)"),
              ("--help", "show this help"))
 
 
@@ -51,7 +52,7 @@ def run_help():
     return "\n".join(lines)
 
 
-def parse_options(argv, flags=("--help", "--print-plan"), extras=()):
+def parse_options(argv, flags=("--help", "--print-plan", "--user"), extras=()):
     """Scan RUN_OPTIONS (plus extra flags and extra valued options) up to the command.
 
     Returns (values {field: (option, text, parsed)}, set of flags, {extra: text}, command).
@@ -104,10 +105,10 @@ def parse_run(argv):
         return None, flags
     if not command:
         raise usage(f"run: no command given: {PROG} run [OPTIONS] [--] COMMAND [ARG...]")
-    return build_spec(values, command), flags
+    return build_spec(values, command, keep_id="--user" in flags), flags
 
 
-def build_spec(values, command, volumes=(), env=(), cwd=None, cid=None):
+def build_spec(values, command, volumes=(), env=(), cwd=None, cid=None, keep_id=False):
     """The Spec for these parsed options; the Jupyter launcher adds volumes, env, cwd, id."""
     from .runtime import spec as S
 
@@ -133,8 +134,15 @@ def build_spec(values, command, volumes=(), env=(), cwd=None, cid=None):
     cwd = cwd or get("cwd", "/")
     if not cwd.startswith("/"):
         raise usage(f"run: --workdir: {cwd!r} must be an absolute path")
-    env = S.default_env(hostname, "/root", [p for _, _, p in values.get("env", ())] + list(env))
-    process = S.Process(tuple(command), env, cwd, 0, 0)
+    uid = gid = 0
+    if keep_id:
+        if not rootless:
+            raise usage("run: --user keeps a user's own uid in a rootless container; as root, "
+                        "run container-kernel as that user instead")
+        uid, gid = os.geteuid(), os.getegid()
+    home = "/root" if uid == 0 else "/home/user"
+    env = S.default_env(hostname, home, [p for _, _, p in values.get("env", ())] + list(env))
+    process = S.Process(tuple(command), env, cwd, uid, gid)
     spec = S.Spec(
         id=cid, hostname=hostname, rootfs=get("rootfs", "host"), namespaces=tuple(namespaces),
         network=get("network", "none"),

@@ -107,6 +107,11 @@ def install(argv):
             shutil.copy(os.path.join(TEMPLATE, logo), tmp)
         with open(os.path.join(tmp, "kernel.json"), "w") as f:
             json.dump(kernel_json(display, opts, texts, allow), f, indent=1)
+        # install_kernel_spec copies modes: a 0700 temp dir would hide a system-wide
+        # kernelspec from every user but root.
+        os.chmod(tmp, 0o755)
+        for name_ in os.listdir(tmp):
+            os.chmod(os.path.join(tmp, name_), 0o644)
         kw = {"user": where and where[0] == "--user",
               "prefix": sys.prefix if where and where[0] == "--sys-prefix" else where and where[1]}
         if not where and os.geteuid() != 0:

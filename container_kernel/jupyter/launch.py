@@ -19,6 +19,7 @@ import sys
 
 from .. import cli
 from ..runtime import launcher, mounts
+from . import control
 from ..runtime import spec as S
 from ..runtime import syscalls as sc
 from ..runtime.errors import RUNTIME, ContainerError, usage
@@ -127,10 +128,13 @@ def cmd_kernel(argv):
     # parent (it would see init and quit: "Parent appears to have exited") nor prints
     # the console-only connection banner. Die-with-parent is done by the launcher.
     env.append(("JPY_PARENT_PID", "1"))
-    spec = cli.build_spec(values, command, volumes=volumes, env=env, cwd=cwd, cid=cid)
+    # The launcher's control socket (control.py), for the magics: beside the kernel's sockets.
+    control_path = os.path.join(sockets, f"control-{cid}.sock")
+    spec = cli.build_spec(values, command, volumes=volumes, env=env + [(control.ENV, control_path)],
+                          cwd=cwd, cid=cid)
 
     container = launcher.Container(spec)
-    forwarder = None
+    forwarder = server = None
     try:
         try:
             container.start()
@@ -144,6 +148,10 @@ def cmd_kernel(argv):
             routes = [(conn["ip"], conn[f"{ch}_port"], f"{inner['ip']}-{inner[f'{ch}_port']}")
                       for ch in CHANNELS]
             forwarder = Forwarder(routes).start()
+        try:  # a thread, so only now: the stages are forked
+            server = control.ControlServer(container, ceiling, control_path).start()
+        except OSError as e:  # the kernel runs on; its magics say they cannot reach us
+            os.write(2, f"container-kernel: kernel {cid}: no control socket: {e}\n".encode())
         code = container.wait()
         stats = container.report_oom(code) or {}
         mem = stats.get("memory") or {}
@@ -155,6 +163,8 @@ def cmd_kernel(argv):
             os.write(2, f"container-kernel: kernel {cid}: {notice}\n".encode())
         return code
     finally:
+        if server:
+            server.stop()
         container.cleanup()
         if forwarder:
             forwarder.stop()

@@ -55,5 +55,43 @@ def single(inside, outside):
     return [(inside, outside, 1)]
 
 
+def subid_range(path, uid, name):
+    """(start, count) of this user's subordinate IDs in /etc/subuid or /etc/subgid."""
+    try:
+        with open(path) as f:
+            for line in f:
+                who, _, rest = line.strip().partition(":")
+                start, _, count = rest.partition(":")
+                if who in (name, str(uid)) and start.isdigit() and count.isdigit():
+                    return int(start), int(count)
+    except OSError:
+        pass
+    return None
+
+
+def rootless_maps(uid, gid, keep_id=False):
+    """(uid lines, gid lines, how) for a user's container.
+
+    Root inside is the user outside. Where /etc/subuid and /etc/subgid give the
+    user a range and newuidmap/newgidmap exist, IDs 1..N inside map to that range,
+    so a package manager inside can chown files to its own users (rootless
+    podman's layout). With keep_id, the user keeps their own IDs inside.
+    """
+    if keep_id:
+        return single(uid, uid), single(gid, gid), f"uid {uid} inside = uid {uid} on the host"
+    import pwd
+    import shutil
+    try:
+        name = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        name = str(uid)
+    users, groups = subid_range("/etc/subuid", uid, name), subid_range("/etc/subgid", gid, name)
+    if users and groups and shutil.which("newuidmap") and shutil.which("newgidmap"):
+        return ([(0, uid, 1), (1, users[0], users[1])], [(0, gid, 1), (1, groups[0], groups[1])],
+                f"uid 0 inside = uid {uid} on the host; uids 1-{users[1]} = subuids "
+                f"{users[0]}-{users[0] + users[1] - 1}")
+    return single(0, uid), single(0, gid), f"uid 0 inside = uid {uid} on the host (single-ID map)"
+
+
 def current_user():
     return os.geteuid(), os.getegid()

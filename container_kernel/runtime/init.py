@@ -76,8 +76,13 @@ def _spawn(process, pass_fds):
                 signal.signal(sig, signal.SIG_DFL)
             os.setsid()  # its own session and process group, as jupyter_client starts a kernel
             os.chdir(process.cwd)
+            if process.rlimits:
+                import resource
+                for which, soft, hard in process.rlimits:
+                    resource.setrlimit(which, (soft, hard))
             if process.gid != 0 or process.uid != 0:
-                os.setgroups([])
+                if _setgroups_allowed():  # a rootless map denies it (CVE-2014-8989, see idmap)
+                    os.setgroups([])
                 os.setgid(process.gid)
                 os.setuid(process.uid)
             _close_fds(pass_fds, keep=err_w)
@@ -101,6 +106,14 @@ def _spawn(process, pass_fds):
         code, _, text = message.decode().partition(" ")
         raise ContainerError(text, int(code))
     return pid
+
+
+def _setgroups_allowed():
+    try:
+        with open("/proc/self/setgroups") as f:
+            return f.read().strip() == "allow"
+    except OSError:
+        return True
 
 
 def _close_fds(pass_fds, keep):

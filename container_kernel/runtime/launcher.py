@@ -39,7 +39,12 @@ class Container:
         spec = self.spec
         collect_stale(spec.run_base)
         cgroup_mounts = ()
-        if not spec.rootless:
+        self.enforced = {}
+        if spec.rootless:
+            spec = self.spec = self._rootless(spec)
+        if spec.rootless and self.cgroup:
+            cgroup_mounts = [("", "cgroup2", None)]
+        elif not spec.rootless:
             version = cgroups.detect()
             if version is None and spec.resources.any():
                 raise ContainerError("cgroup limits were asked for but this host has no cgroup "
@@ -51,8 +56,7 @@ class Container:
                 paths = self.cgroup.paths().values()
                 cgroup_mounts = [m for m in mounts.host_cgroup_mounts()
                                  if any(mounts.under(p, "/sys/fs/cgroup/" + m[0]) for p in paths)]
-        elif spec.resources.any():
-            raise usage("cgroup limits need root for now (rootless limits: see the rootless issue)")
+                self.enforced = {k: f"cgroup {version}" for k in _asked(spec.resources)}
         root = os.path.join(spec.run_dir, "root")
         self.steps = mounts.plan(spec, root, cgroup_mounts)
         _make_run_dir(spec)
@@ -66,6 +70,38 @@ class Container:
         except BaseException:
             self.cleanup()
             raise
+
+    def _rootless(self, spec):
+        """A user's container: its ID maps, and limits with what this host allows.
+
+        On cgroup v2 with a delegated subtree, limits are cgroups as for root.
+        Elsewhere the container still runs and falls back to what works without
+        cgroups: RLIMIT_AS for memory (a MemoryError, not an OOM kill), RLIMIT_NPROC
+        for processes, nothing for CPU and I/O. What is not enforced is said, never claimed.
+        """
+        uid, gid = idmap.current_user()
+        self.uid_map, self.gid_map, self.mapping = idmap.rootless_maps(
+            uid, gid, keep_id=spec.process.uid != 0)
+        asked = _asked(spec.resources)
+        base, why = cgroups.delegated_base()
+        if base:
+            self.cgroup = cgroups.open_cgroup(spec.id, "v2", base=base)
+            self.enforced = {k: "cgroup v2 (delegated)" for k in asked}
+            return spec
+        import resource
+        rlimits, res = [], spec.resources
+        if res.memory is not None:
+            rlimits.append((resource.RLIMIT_AS, res.memory, res.memory))
+            self.enforced["memory"] = "RLIMIT_AS per process (allocations fail with MemoryError)"
+        if res.pids is not None:
+            rlimits.append((resource.RLIMIT_NPROC, res.pids, res.pids))
+            self.enforced["pids"] = "RLIMIT_NPROC (fork fails with EAGAIN)"
+        for field in asked:
+            if field not in self.enforced:
+                self.enforced[field] = "NOT enforced"
+                os.write(2, f"container-kernel: warning: the {field} limit is not enforced: "
+                            f"{why}\n".encode())
+        return spec._replace(process=spec.process._replace(rlimits=tuple(rlimits)))
 
     def _fork_stages(self, root):
         spec = self.spec
@@ -82,9 +118,7 @@ class Container:
         try:
             self._expect("unshared")
             if spec.rootless:
-                uid, gid = idmap.current_user()
-                idmap.write_maps(pid, idmap.single(spec.process.uid, uid),
-                                 idmap.single(spec.process.gid, gid))
+                idmap.write_maps(pid, self.uid_map, self.gid_map)
             if self.cgroup:
                 self.cgroup.add(pid)
             os.write(to_child, b"go\n")
@@ -172,6 +206,12 @@ class Container:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, init.WAITED)
 
 
+def _asked(resources):
+    names = {"memory": "memory", "memory_swap": "memory", "cpus": "cpus", "pids": "pids",
+             "io_read_bps": "io", "io_write_bps": "io"}
+    return sorted({names[k] for k, v in resources._asdict().items() if v not in (None, ())})
+
+
 def run(spec, pass_fds=()):
     container = Container(spec, pass_fds)
     container.start()
@@ -238,6 +278,8 @@ def _write_state(container):
         "limits": {k: v for k, v in spec.resources._asdict().items() if v not in (None, ())},
         "cgroup": container.cgroup.paths() if container.cgroup else None,
         "cgroup_version": container.cgroup.version if container.cgroup else None,
+        "enforced": container.enforced,
+        "mapping": getattr(container, "mapping", None),
     }
     path = os.path.join(spec.run_dir, "state.json")
     with open(path + ".tmp", "w") as f:

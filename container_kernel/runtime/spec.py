@@ -45,8 +45,9 @@ class Resources(namedtuple("Resources", "memory memory_swap cpus pids io_read_bp
         return any(v not in (None, ()) for v in self)
 
 
-class Process(namedtuple("Process", "args env cwd uid gid", defaults=((), "/", 0, 0))):
-    """The payload run as PID 2. env is a tuple of (name, value): built, never inherited."""
+class Process(namedtuple("Process", "args env cwd uid gid rlimits", defaults=((), "/", 0, 0, ()))):
+    """The payload run as PID 2. env is a tuple of (name, value): built, never inherited.
+    rlimits: ((RLIMIT_*, soft, hard), ...), the rootless fallback for cgroup limits."""
     __slots__ = ()
 
 

@@ -89,13 +89,21 @@ def features(f):
             f["namespaces_error"] or ("as root" if f["root"] else "in a user namespace")),
            ("pivot_root into the container's rootfs", f["pivot_root_error"] is None,
             f["pivot_root_error"] or "works")]
+    delegated, not_delegated = (None, None) if f["root"] else cgroups.delegated_base()
+    fallback = {"memory": "RLIMIT_AS per process: allocations fail with MemoryError, no OOM kill",
+                "pids": "RLIMIT_NPROC: fork fails with EAGAIN"}
     for ctl, what in (("memory", "memory limit (--memory)"), ("cpu", "CPU quota (--cpus)"),
                       ("pids", "process limit (--pids)"),
                       ("blkio" if f["cgroup_mode"] == "v1" else "io", "I/O limits (--io-*-bps)")):
-        on = limits and ctl in f["cgroup_controllers"]
-        why = ("needs root or a delegated cgroup v2 subtree" if not f["root"]
-               else f"cgroup {f['cgroup_mode']} controller {ctl!r} "
-                    + ("present" if on else "missing"))
+        if f["root"]:
+            on = limits and ctl in f["cgroup_controllers"]
+            why = f"cgroup {f['cgroup_mode']} controller {ctl!r} " + ("present" if on else "missing")
+        elif delegated:
+            on, why = True, f"cgroup v2, delegated subtree {delegated}"
+        elif ctl in fallback:
+            on, why = True, f"fallback, {fallback[ctl]} (no cgroup: {not_delegated})"
+        else:
+            on, why = False, f"not enforced rootless without a delegated cgroup v2 subtree ({not_delegated})"
         out.append((what, on, why))
     userns = f["userns_error"] is None
     why = f["userns_error"] or "allowed"

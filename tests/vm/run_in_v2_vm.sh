@@ -12,8 +12,8 @@
 # cgroup_no_v1=all (cgroup2 only, at /sys/fs/cgroup, every process in the root
 # cgroup); the host's / shared read-only over virtio-9p under a tmpfs overlay, so the
 # project's own checkout and .venv run in place and guest writes never reach the
-# host; a fresh 64 MiB ext4 disk (virtio-blk) at /var/tmp, so io.max throttles a
-# real block device. The command runs with the caller's PATH and working directory
+# host; a fresh 64 MiB disk (virtio-blk, one ext4 partition) at /var/tmp, so io.max
+# throttles a real block device. The command runs with the caller's PATH and working directory
 # and CK_IN_V2_VM=1 (tests that would recurse into the VM skip on it).
 #
 # Needs (Debian 12): apt-get install -y qemu-system-x86 linux-image-amd64 busybox-static
@@ -84,7 +84,8 @@ $B mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000 xfer $R/xfer
 for d in $R/sys/class/virtio-ports/vport*; do [ "$($B cat $d/name)" = out ] && OUT=/dev/${d##*/}; done
 # The scratch disk, when given: a real block device under /var/tmp for io.max to throttle.
 if [ -e $R/sys/block/vda ]; then
-  $B mount -t ext4 -o noatime $R/dev/vda $R/var/tmp && $B chmod 1777 $R/var/tmp
+  for i in 1 2 3 4 5 6 7 8 9 10; do [ -e $R/sys/block/vda/vda1 ] && break; $B sleep 0.2; done
+  $B mount -t ext4 -o noatime $R/dev/vda1 $R/var/tmp && $B chmod 1777 $R/var/tmp
 fi
 $B cp $B $R/.vm/busybox
 # stage 2 runs as PID 1 of the real root (switch_root, not chroot: user namespaces refuse chrooted callers)
@@ -122,8 +123,15 @@ X=$T/xfer; mkdir -p "$X/results"
 } > "$X/cmd"
 DISK=()
 if [ "$DISK_MIB" -gt 0 ]; then
+  # One partition, from 1 MiB to the end, as /var/tmp is on most hosts: io.max takes whole
+  # disks only (a partition's MAJ:MIN is ENODEV), so the runtime's mapping is exercised too.
+  # The MBR by hand: one entry (type 83, LBA start, LBA count) and the 55 AA signature.
   truncate -s "${DISK_MIB}M" "$T/disk.img"
-  mkfs.ext4 -q -F -L ck-v2vm "$T/disk.img"
+  le32() { printf '\\x%02x' $(($1 & 255)) $(($1 >> 8 & 255)) $(($1 >> 16 & 255)) $(($1 >> 24 & 255)); }
+  printf "\x00\xfe\xff\xff\x83\xfe\xff\xff$(le32 2048)$(le32 $((DISK_MIB * 2048 - 2048)))" |
+    dd of="$T/disk.img" bs=1 seek=446 conv=notrunc status=none
+  printf '\x55\xaa' | dd of="$T/disk.img" bs=1 seek=510 conv=notrunc status=none
+  mkfs.ext4 -q -F -L ck-v2vm -E offset=1048576 "$T/disk.img" "$((DISK_MIB - 1))M"
   DISK=(-drive "file=$T/disk.img,format=raw,if=none,id=disk,cache=unsafe" -device virtio-blk-pci,drive=disk)
 fi
 : > "$T/out"

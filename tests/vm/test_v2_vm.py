@@ -70,9 +70,9 @@ def missing():
         out.append("a Debian amd64 kernel (/boot/vmlinuz-*-amd64 with its /lib/modules)")
     if not (os.path.exists("/bin/busybox") and _static("/bin/busybox")):
         out.append("a static /bin/busybox")
-    for tool in ("modprobe", "cpio", "gzip", "mkfs.ext4"):
+    for tool, package in (("modprobe", "kmod"), ("cpio", "cpio"), ("gzip", "gzip"), ("mkfs.ext4", "e2fsprogs")):
         if not shutil.which(tool, path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin"):
-            out.append(tool)
+            out.append(f"{tool} (apt-get install -y {package})")
     return out
 
 
@@ -102,7 +102,7 @@ def boot(out_dir):
     env = dict(os.environ, CK_V2VM_TIMEOUT=str(VM_TIMEOUT))
     t0 = time.monotonic()
     # Own session: on a timeout the whole group (the script, timeout, qemu) is ours to end.
-    p = subprocess.Popen([SCRIPT, "-o", out_dir, guest_script(sys.executable)], cwd=CHECKOUT, env=env,
+    p = subprocess.Popen(["bash", SCRIPT, "-o", out_dir, guest_script(sys.executable)], cwd=CHECKOUT, env=env,
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                          start_new_session=True)
     lines = []

@@ -233,8 +233,15 @@ class Cgroup:
         raise NotImplementedError
 
     def kill(self):
-        """SIGKILL every process inside."""
+        """SIGKILL every process inside, in child cgroups too."""
         raise NotImplementedError
+
+    def child(self, name):
+        """The Cgroup of a child directory `name` (nothing is created here)."""
+        raise NotImplementedError
+
+    def _prepare_children(self):
+        """What the version needs before a child can have controllers (v2: a leaf)."""
 
     # -- shared by both versions --
     def _dirs(self):
@@ -245,22 +252,45 @@ class Cgroup:
         for d in self._dirs():
             self._set(os.path.join(d, "cgroup.procs"), pid)
 
-    def procs(self):
+    def procs(self, recursive=False):
+        """PIDs in this cgroup; recursive: in its child cgroups too (a %%sandbox, v2's leaf)."""
         pids = set()
-        for d in self._dirs():
+        for d in (self._tree() if recursive else self._dirs()):
             pids.update(int(p) for p in (self._get(os.path.join(d, "cgroup.procs")) or "").split())
         return sorted(pids)
 
+    def _tree(self):
+        """Every directory of this cgroup and of its descendants, the deepest first."""
+        out = []
+        for d in self._dirs():
+            # Only our own cgroup's subtree: children exist only if we made them (the
+            # container sees cgroupfs read-only), so removing them all is ours to do.
+            out += [top for top, _, _ in os.walk(d, topdown=False)]
+        return out
+
+    def create_child(self, name, resources):
+        """Make a child cgroup with its own (tighter) limits: a %%sandbox. Returns its Cgroup.
+
+        Its limits nest: a child can never use more than this cgroup allows.
+        destroy() of this cgroup removes the child too.
+        """
+        if not name or "/" in name or name in (".", ".."):
+            raise usage(f"cgroup: invalid child name {name!r}")
+        self._prepare_children()
+        child = self.child(name)
+        child._create(child._dirs(), resources)
+        return child
+
     def destroy(self):
-        """Kill what is left, then remove the leaf directories (PARENT is shared).
+        """Kill what is left, then remove the directories, children first (PARENT is shared).
 
         Idempotent. rmdir is EBUSY while a killed process has not finished
         exiting (a millisecond, usually), so it is retried for RMDIR_TIMEOUT.
         """
-        if self.procs():
+        if self.procs(recursive=True):
             self.kill()
         deadline = time.monotonic() + RMDIR_TIMEOUT
-        for d in self._dirs():
+        for d in self._tree():
             while True:
                 try:
                     self._rmdir(d)
@@ -308,7 +338,7 @@ class Cgroup:
         import signal  # here, not at the top: it pulls in enum, ~4 ms of every start
         deadline = time.monotonic() + KILL_TIMEOUT
         while True:
-            pids = self.procs()
+            pids = self.procs(recursive=True)
             if not pids or time.monotonic() > deadline:
                 return
             for pid in pids:
@@ -371,3 +401,44 @@ def available_controllers(version=None, root=ROOT, mountinfo=MOUNTINFO):
         except OSError:
             return []
     return []
+
+
+def delegated_base(root=ROOT, proc_cgroup="/proc/self/cgroup"):
+    """(dir, None) of the cgroup v2 subtree delegated to this user, or (None, why not).
+
+    Rootless limits need a subtree the user owns (systemd's user@UID.service with
+    Delegate=yes, or any dir an admin chowned): the topmost ancestor of our own
+    cgroup that we can write. It must hold no processes itself, since controllers
+    are enabled for its children (the no-internal-processes rule); moving a
+    process between two cgroups needs write access to their common ancestor,
+    which is why it has to be an ancestor of the launcher's own cgroup.
+    """
+    if detect(root) != "v2":
+        return None, "cgroup v2 is not the host's cgroup mode (rootless limits need v2)"
+    try:
+        with open(proc_cgroup) as f:
+            own = [l.split(":", 2)[2].strip() for l in f if l.startswith("0::")][0]
+    except (OSError, IndexError):
+        return None, "no cgroup v2 entry in /proc/self/cgroup"
+    uid = os.geteuid()
+    path, best = os.path.join(root, own.lstrip("/")), None
+    while _under(path, root) and path != os.path.normpath(root):
+        try:
+            owned = os.stat(path).st_uid == uid
+        except OSError:
+            break
+        if not (owned and os.access(os.path.join(path, "cgroup.procs"), os.W_OK)
+                and os.access(os.path.join(path, "cgroup.subtree_control"), os.W_OK)):
+            break
+        best = path
+        path = os.path.dirname(path)
+    if best is None:
+        return None, f"no cgroup delegated to uid {uid} around {own} (systemd: user@{uid}.service with Delegate=yes)"
+    try:
+        with open(os.path.join(best, "cgroup.procs")) as f:
+            if f.read().strip():
+                return None, (f"the delegated cgroup {best} holds processes itself: start from a "
+                              "child cgroup of it (the no-internal-processes rule)")
+    except OSError:
+        pass
+    return best, None

@@ -41,6 +41,10 @@ class V1Cgroup(Cgroup):
     def create(self, resources):
         self._create(self._dirs(), resources)
 
+    def child(self, name):
+        # v1 has no no-internal-processes rule: a child is one more dir in each hierarchy.
+        return V1Cgroup(f"{self.id}/{name}", {c: os.path.join(p, name) for c, p in self._paths.items()})
+
     def apply(self, r):
         if r.memory is not None or r.memory_swap is not None:
             self._set_memory(r.memory, r.memory_swap)

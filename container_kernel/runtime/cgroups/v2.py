@@ -9,9 +9,11 @@ import errno
 import os
 
 from ..errors import ContainerError, usage
-from . import FIELDS, PARENT, Cgroup, units
+from . import FIELDS, PARENT, Cgroup, _error, units
 
 CONTROLLERS = ("memory", "cpu", "pids", "io")
+LEAF = "main"  # where a container's own processes go once it has child cgroups
+MOVE_ROUNDS = 100  # a process may fork while we move its siblings: read cgroup.procs again
 
 
 class V2Cgroup(Cgroup):
@@ -34,6 +36,37 @@ class V2Cgroup(Cgroup):
         self._make(parent, exist_ok=True)
         self._enable(parent)
         self._create([self.path], resources)
+
+    def child(self, name):
+        return V2Cgroup(f"{self.id}/{name}", os.path.join(self.path, name), self.base)
+
+    def _prepare_children(self):
+        """Make room for child cgroups with controllers: move our processes into a leaf.
+
+        The no-internal-processes rule: a non-root cgroup that hands controllers to
+        its children (cgroup.subtree_control) may hold no process itself. So, at the
+        first child, everything in <id> moves to <id>/main, then <id> enables its
+        controllers. The limits of <id> still cover the whole subtree; destroy()
+        removes main with the rest. (What systemd does for a delegated unit.)
+        """
+        enabled = (self._get(self._file("cgroup.subtree_control")) or "").split()
+        available = (self._get(self._file("cgroup.controllers")) or "").split()
+        if all(c in enabled for c in CONTROLLERS if c in available):
+            return
+        leaf = os.path.join(self.path, LEAF)
+        self._make(leaf, exist_ok=True)
+        for _ in range(MOVE_ROUNDS):
+            pids = (self._get(self._file("cgroup.procs")) or "").split()
+            if not pids:
+                break
+            for pid in pids:
+                try:
+                    self._write(os.path.join(leaf, "cgroup.procs"), pid)
+                except ProcessLookupError:
+                    pass  # it exited meanwhile
+                except OSError as e:
+                    raise _error(f"cannot move process {pid} to", leaf, e) from None
+        self._enable(self.path)
 
     def _enable(self, d):
         available = self._get(os.path.join(d, "cgroup.controllers"))
