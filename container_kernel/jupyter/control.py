@@ -72,7 +72,7 @@ def show(controller, value):
     if controller in ("memory", "io"):
         return S.human_bytes(value) + ("/s" if controller == "io" else "")
     if controller == "cpu":
-        return f"{value:g} CPUs"
+        return f"{value:g} CPU" + ("" if value == 1 else "s")
     return str(value)
 
 
@@ -346,8 +346,8 @@ class ControlServer:
         cg = self._cgroup()
         inner = req.get("pid")
         if not isinstance(inner, int) or isinstance(inner, bool) or inner < 3:
-            raise ContainerError(f"sandbox: invalid pid {inner!r}: give the PID (inside) of a fork "
-                                 "of the kernel (init is 1 and the kernel 2: they stay put)")
+            raise ContainerError(f"invalid pid {inner!r}: give the PID (inside) of a fork of the "
+                                 "kernel (init is 1 and the kernel 2: they stay put)")
         stats = cg.stats()
         limits = {}
         for controller, key in (("memory", "memory"), ("cpu", "cpus"), ("pids", "pids")):
@@ -361,7 +361,7 @@ class ControlServer:
                 continue
             if current is not None and value > current:
                 raise ContainerError(
-                    f"sandbox: {key}={text!r} is above the container's own limit of "
+                    f"{key}={show(controller, value)} is above the container's own limit of "
                     f"{show(controller, current)}: a sandbox can only be tighter")
             limits[key] = value
         kernel = {inner_pid: host for host, inner_pid in self._kernel()}.get(2)
@@ -371,8 +371,8 @@ class ControlServer:
                 host = pid
                 break
         if host is None:
-            raise ContainerError(f"sandbox: no process with PID {inner} that is a child of the "
-                                 "kernel in this container")
+            raise ContainerError(f"no process with PID {inner} that is a child of the kernel "
+                                 "in this container")
         self.counter += 1
         name = f"sandbox-{self.counter}"
         memory = limits.get("memory")
@@ -391,7 +391,7 @@ class ControlServer:
     def op_sandbox_end(self, req):
         name = req.get("name")
         if name not in self.sandboxes:
-            raise ContainerError(f"sandbox_end: no sandbox {str(name)[:40]!r}: "
+            raise ContainerError(f"no sandbox {str(name)[:40]!r}: "
                                  f"live ones: {', '.join(self.sandboxes) or 'none'}")
         child = self.sandboxes.pop(name)
         stats = child.stats()

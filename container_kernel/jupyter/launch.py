@@ -19,16 +19,17 @@ import sys
 
 from .. import cli
 from ..runtime import launcher, mounts
-from . import control
 from ..runtime import spec as S
 from ..runtime import syscalls as sc
 from ..runtime.errors import RUNTIME, ContainerError, usage
+from . import control
 
 KERNEL_FLAGS = ("--allow-unconfined",)
 KERNEL_EXTRAS = ("-f", "--resource-dir")
 # What ipykernel itself reads from the environment, passed on when set.
 PASS_ENV = ("JPY_SESSION_NAME",)
 SIGNAL_NAMES = {int(s): s.name for s in signal.Signals}
+STATUS = "status"
 
 
 def exit_record_path(connection_file):
@@ -50,7 +51,7 @@ def describe_exit(code, oom_kills, limit, peak):
 def socket_dir(run_base, name):
     """A short directory for the ipc sockets: unix socket paths must stay <= 107 bytes."""
     path = os.path.join(run_base, name)
-    os.makedirs(run_base, 0o711, exist_ok=True)
+    launcher.make_run_base(run_base)
     os.mkdir(path, 0o700)
     launcher.write_owner(path)
     return path
@@ -140,9 +141,12 @@ def cmd_kernel(argv):
             container.start()
         except ContainerError as e:
             if e.exit_code == RUNTIME and "--allow-unconfined" in flags:
+                write_status(sockets, f"unconfined {e}")
                 _remove(sockets if own_sockets else inner_file)
                 return _run_unconfined(connection_file, env, str(e))
+            write_status(sockets, f"error {e}")
             raise
+        write_status(sockets, "started")
         if own_sockets:
             from .forwarder import CHANNELS, Forwarder
             routes = [(conn["ip"], conn[f"{ch}_port"], f"{inner['ip']}-{inner[f'{ch}_port']}")
@@ -169,6 +173,17 @@ def cmd_kernel(argv):
         if forwarder:
             forwarder.stop()
         _remove(sockets if own_sockets else inner_file)
+
+
+def write_status(sockets, line):
+    """Tell the provisioner how the start went: "started", "error MESSAGE" or "unconfined WHY".
+
+    It waits for this file, so a container that cannot start becomes the error of
+    the start request, which JupyterLab shows, rather than a kernel that "died"."""
+    path = os.path.join(sockets, STATUS)
+    with open(path + ".tmp", "w") as f:
+        f.write(line.replace("\n", " ") + "\n")
+    os.rename(path + ".tmp", path)
 
 
 def _remove(path):

@@ -12,15 +12,26 @@ jupyter console use it. It changes two things:
   degraded mode).
 """
 
+import asyncio
 import atexit
 import os
+import time
 
 from jupyter_client.provisioning import LocalProvisioner
 
 from ..runtime import launcher
 from ..runtime import spec as S
 from ..runtime.tools import containment_problem
-from .launch import socket_dir
+from .launch import STATUS, socket_dir
+
+START_TIMEOUT = 60  # seconds for the launcher to create the container
+
+
+def _remove_file(path):
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 class ContainerProvisioner(LocalProvisioner):
@@ -42,6 +53,27 @@ class ContainerProvisioner(LocalProvisioner):
             km.transport = "ipc"
             km.ip = os.path.join(self.socket_dir, "k")
         return await super().pre_launch(**kwargs)
+
+    async def launch_kernel(self, cmd, **kwargs):
+        _remove_file(os.path.join(self.socket_dir, STATUS))
+        return await super().launch_kernel(cmd, **kwargs)
+
+    async def post_launch(self, **kwargs):
+        """Wait for the launcher's word: a container that cannot start is an error the UI shows."""
+        await super().post_launch(**kwargs)
+        status = os.path.join(self.socket_dir, STATUS)
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if os.path.exists(status):
+                with open(status) as f:
+                    word, _, message = f.read().strip().partition(" ")
+                _remove_file(status)
+                if word == "error":
+                    raise RuntimeError(f"{self.kernel_spec.display_name} could not start: {message}")
+                return
+            if self.process is not None and self.process.poll() is not None:
+                return  # died before a word: jupyter_client reports a dead kernel as usual
+            await asyncio.sleep(0.005)
 
     async def cleanup(self, restart=False):
         await super().cleanup(restart)

@@ -238,6 +238,10 @@ def _intermediate(spec, steps, root, from_launcher, to_launcher, pass_fds):
         os._exit(0)
     except BaseException as e:
         detail = os.strerror(e.errno) if isinstance(e, OSError) and e.errno else str(e)
+        if "user" in spec.namespaces and isinstance(e, OSError) and e.errno in (1, 28):
+            # EPERM: forbidden by sysctl or AppArmor; ENOSPC: the user namespace limit is 0.
+            detail += (" (unprivileged user namespaces are not allowed here; "
+                       "`container-kernel doctor` says how to enable them)")
         os.write(to_launcher, f"error {RUNTIME} cannot create the namespaces: {detail}\n".encode())
         os._exit(RUNTIME)
 
@@ -254,8 +258,25 @@ def _read_line(fd):
 
 # ---- the run directory: state for `ps`, leftovers for the next start to collect -------------
 
+def make_run_base(run_base):
+    """Create the dir holding run dirs, and refuse one we do not own.
+
+    A rootless base may sit in /tmp under a predictable name: another user could
+    have made it first to watch or swap our sockets, so check, as ssh-agent does."""
+    os.makedirs(run_base, 0o711 if os.geteuid() == 0 else 0o700, exist_ok=True)
+    dirs = [run_base]
+    if os.path.basename(os.path.dirname(run_base)).startswith("container-kernel-"):
+        dirs.append(os.path.dirname(run_base))  # /tmp/container-kernel-UID
+    for d in dirs:
+        st = os.lstat(d)
+        if st.st_uid != os.geteuid() or st.st_mode & 0o022 or not os.path.isdir(d) or os.path.islink(d):
+            raise ContainerError(f"{d} is not a private directory of this user "
+                                 f"(owner uid {st.st_uid}, mode {oct(st.st_mode & 0o777)}): remove it "
+                                 "or set XDG_RUNTIME_DIR")
+
+
 def _make_run_dir(spec):
-    os.makedirs(spec.run_base, 0o711, exist_ok=True)
+    make_run_base(spec.run_base)
     os.mkdir(spec.run_dir, 0o700)
     os.mkdir(os.path.join(spec.run_dir, "root"), 0o755)
     write_owner(spec.run_dir)
