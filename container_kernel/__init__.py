@@ -17,3 +17,12 @@ def load_ipython_extension(ipython):
 def unload_ipython_extension(ipython):
     from .jupyter.extension import unload
     unload(ipython)
+
+
+def __getattr__(name):
+    """container_kernel.monitor() and .namespaces_widget(), imported on first use:
+    ipywidgets is heavy, and this module is on every container's start path."""
+    if name in ("monitor", "namespaces_widget"):
+        from .jupyter import widgets
+        return getattr(widgets, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

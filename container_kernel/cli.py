@@ -153,7 +153,7 @@ def build_spec(values, command, volumes=(), env=(), cwd=None, cid=None, keep_id=
     return spec
 
 
-def cmd_run(argv):
+def cmd_run(argv, exit_now=False):
     spec, flags = parse_run(argv)
     if spec is None:
         print(run_help())
@@ -165,7 +165,13 @@ def cmd_run(argv):
         print(mounts.describe(mounts.plan(spec, root, mounts.host_cgroup_mounts())))
         return 0
     from .runtime import launcher
-    return launcher.run(spec)
+    code = launcher.run(spec)
+    if exit_now:
+        # Nothing is left to clean: skip the interpreter's teardown (~3 ms of a ~30 ms run).
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
 
 
 # command -> (module, function); a command's module is imported only when it runs.
@@ -179,6 +185,7 @@ COMMANDS = {
 
 
 def main(argv=None):
+    as_program = argv is None
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(f"usage: {PROG} {{{'|'.join(COMMANDS)}}} ...   ({PROG} COMMAND --help for more)")
@@ -189,12 +196,10 @@ def main(argv=None):
         return USAGE
     module, function = COMMANDS[argv[0]]
     try:
-        if module is None:
-            command = globals()[function]
-        else:
-            import importlib
-            command = getattr(importlib.import_module(module), function)
-        return command(argv[1:])
+        if module is None:  # run: exit the process itself when it is the program
+            return cmd_run(argv[1:], exit_now=as_program)
+        import importlib
+        return getattr(importlib.import_module(module), function)(argv[1:])
     except ContainerError as e:
         print(f"{PROG}: {e}", file=sys.stderr)
         return e.exit_code

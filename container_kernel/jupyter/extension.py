@@ -4,7 +4,9 @@ It tells the user what they would otherwise not know:
 - why the previous kernel died (the launcher left a record: OOM killer, signal,
   exit code), at the first execution;
 - that the kernel is NOT contained, when a kernelspec allowed degraded mode,
-  at start, at the first execution and in every %container_info.
+  at start, at the first execution and in every %container_info;
+- in any other kernel (`%load_ext container_kernel`), that this project does not
+  contain it, and which container does if it can tell (Docker on Binder, say).
 The magics and widgets (see magics.py) are registered here too.
 """
 
@@ -32,6 +34,27 @@ def warning_banner():
     return None
 
 
+def outer_container():
+    """Another container this kernel runs in, if it can tell: what runs Binder, say."""
+    kind = os.environ.get("container")
+    if kind and kind != "container-kernel":
+        return f"{kind} ($container is set, the systemd convention)"
+    for path, name in (("/.dockerenv", "Docker"), ("/run/.containerenv", "Podman")):
+        if os.path.exists(path):
+            return f"{name} ({path} exists)"
+    try:
+        with open("/proc/1/cgroup") as f:
+            text = f.read()
+    except OSError:
+        text = ""
+    for word in ("docker", "kubepods", "containerd", "libpod", "lxc"):
+        if word in text:
+            return f"{word} (named in /proc/1/cgroup)"
+    if os.environ.get("KUBERNETES_SERVICE_HOST"):
+        return "a Kubernetes pod ($KUBERNETES_SERVICE_HOST is set)"
+    return None
+
+
 def _first_execution(*args):
     ip = _state.get("ip")
     if ip is not None:
@@ -47,6 +70,10 @@ def load(ip):
         ip.events.register("pre_run_cell", _first_execution)
     if unconfined_reason():
         print(warning_banner(), file=sys.__stderr__)
+    elif not in_container():  # %load_ext in some other kernel: say so where it was typed
+        outer = outer_container()
+        print(f"container_kernel: {warning_banner()}"
+              + (f" It runs inside another container: {outer}." if outer else ""))
     from . import magics
     magics.register(ip)
 
