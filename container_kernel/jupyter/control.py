@@ -30,6 +30,7 @@ from ..runtime.errors import ContainerError
 
 ENV = "CK_CONTROL"
 MAX_LINE = 64 * 1024   # a request is a few hundred bytes: anything longer is refused
+MAX_REPLY = 16 << 20   # a reply (ps of many processes) may be long, but not without end
 TIMEOUT = 5.0          # seconds a client may take to send its line (one at a time is served)
 CLIENT_TIMEOUT = 30.0  # a sandbox_end may wait for the killed processes to exit
 CONTROLLERS = ("memory", "cpu", "pids", "io")
@@ -94,9 +95,11 @@ def request(op, timeout=CLIENT_TIMEOUT, **args):
             s.settimeout(timeout)
             s.connect(where)
             s.sendall(line)
-            data = _read_line(s, MAX_LINE * 16)  # replies (ps, info) may be longer
+            data = _read_line(s, MAX_REPLY)
     except OSError as e:
         raise ControlError(f"cannot reach the launcher at {where}: {e.strerror or e}") from None
+    except ValueError as e:
+        raise ControlError(f"the launcher's reply was too long: {e}") from None
     try:
         reply = json.loads(data)
     except ValueError:
@@ -107,7 +110,8 @@ def request(op, timeout=CLIENT_TIMEOUT, **args):
 
 
 def _read_line(sock, limit):
-    data = b""
+    """Bytes up to a newline (or EOF); ValueError past limit bytes."""
+    data = bytearray()
     while not data.endswith(b"\n"):
         chunk = sock.recv(65536)
         if not chunk:
@@ -115,7 +119,7 @@ def _read_line(sock, limit):
         data += chunk
         if len(data) > limit:
             raise ValueError(f"a line longer than {limit} bytes")
-    return data
+    return bytes(data)
 
 
 # ---- the server: in the launcher, one thread, after container.start() ------------------------
@@ -395,8 +399,9 @@ class ControlServer:
                                  f"live ones: {', '.join(self.sandboxes) or 'none'}")
         child = self.sandboxes.pop(name)
         stats = child.stats()
+        left = child.procs(recursive=True)
         child.destroy()  # kills what the cell left running in it
-        return {"name": name, "stats": stats,
+        return {"name": name, "stats": stats, "killed_left": len(left),
                 "removed": not any(os.path.exists(d) for d in child.paths().values())}
 
 

@@ -185,8 +185,17 @@ def _map_lines(text):
     return [tuple(int(x) for x in line.split()) for line in (text or "").splitlines() if line.strip()]
 
 
-def own_cgroup():
-    """A read-only Cgroup of this process, for a kernel no launcher of ours watches over."""
+def own_stats():
+    """The stats() of this process's own cgroup, read-only: for a kernel no launcher of
+    ours watches over (Binder's Docker container has a memory limit, say). None if unreadable."""
+    cg = _own_cgroup()
+    try:
+        return cg and cg.stats()
+    except (OSError, ValueError):  # not ours to read, or a format we do not know
+        return None
+
+
+def _own_cgroup():
     try:
         version = cgroups.detect()
         lines = [l.split(":", 2) for l in (_read("/proc/self/cgroup") or "").splitlines()]
@@ -240,11 +249,11 @@ def container_info():
         "capabilities": capabilities(_status("CapEff")),
         "no_new_privs": _status("NoNewPrivs") == "1",
         "seccomp": SECCOMP.get(_status("Seccomp") or "", "unknown"),
-        "interfaces": [i["name"] for i in interfaces()],
         "links": interfaces(),
         "host": None,
         "host_error": None,
     }
+    info["interfaces"] = [link["name"] for link in info["links"]]
     if control.path():
         try:
             info["host"] = control.request("info")
@@ -259,9 +268,9 @@ def container_info():
     if host.get("cgroup"):
         info["cgroup"] = dict(host["cgroup"], ceiling=host.get("ceiling"), seen_from="the host")
     else:
-        cg = own_cgroup()
-        info["cgroup"] = cg and {"version": cg.version, "paths": cg.paths(), "stats": cg.stats(),
-                                 "ceiling": ceiling() or None, "seen_from": "inside (read-only)"}
+        stats = own_stats()
+        info["cgroup"] = stats and {"version": stats["version"], "paths": stats["path"], "stats": stats,
+                                    "ceiling": ceiling() or None, "seen_from": "inside (read-only)"}
     return info
 
 
@@ -272,16 +281,16 @@ def _show(text, html_body):
     display({"text/plain": text, "text/html": html_body}, raw=True)
 
 
-def _esc(value):
+def esc(value):
     return html.escape(str(value))
 
 
 def html_table(headers, rows, marked=()):
     """rows of cells; the rows whose index is in marked are highlighted."""
-    head = "".join(f"<th style='text-align:left'>{_esc(h)}</th>" for h in headers)
+    head = "".join(f"<th style='text-align:left'>{esc(h)}</th>" for h in headers)
     body = "".join(
         "<tr" + (" style='background:#fff3cd'" if i in marked else "") + ">"
-        + "".join(f"<td style='text-align:left'>{_esc(c)}</td>" for c in row) + "</tr>"
+        + "".join(f"<td style='text-align:left'>{esc(c)}</td>" for c in row) + "</tr>"
         for i, row in enumerate(rows))
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
@@ -292,9 +301,9 @@ def text_table(headers, rows, indent="  "):
     return "\n".join(indent + "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells)
 
 
-def _warning_html(text):
+def warning_html(text):
     return (f"<div style='background:#f8d7da;color:#721c24;padding:6px;font-weight:bold;"
-            f"border:1px solid #f5c6cb'>{_esc(text)}</div>")
+            f"border:1px solid #f5c6cb'>{esc(text)}</div>")
 
 
 def _yes(flag):
@@ -337,15 +346,16 @@ def render_info(info):
     text, parts = [], []
     top = info["warning"] or (info["host_error"] and f"The launcher did not answer: {info['host_error']}")
     if info["outer_container"]:
-        top = (top + " " if top else "") + f"It runs inside another container: {info['outer_container']}."
+        top = (top.rstrip(".") + ". " if top else "") + \
+            f"It runs inside another container: {info['outer_container']}."
     if top:
         text.append("!! " + top)
-        parts.append(_warning_html(top))
+        parts.append(warning_html(top))
 
     def section(title, rows_text, body):
         text.append(f"{title}:")
         text.append(rows_text)
-        parts.append(f"<h4 style='margin:8px 0 2px'>{_esc(title)}</h4>{body}")
+        parts.append(f"<h4 style='margin:8px 0 2px'>{esc(title)}</h4>{body}")
 
     headers, rows, shared = namespace_rows(info)
     section("Namespaces", text_table(headers, rows), html_table(headers, rows, shared))
@@ -358,7 +368,7 @@ def render_info(info):
             html_table(("", "inside", "on the host"), id_rows))
     user_lines = info["users"]
     section("Users", "\n".join("  " + u for u in user_lines),
-            "<ul>" + "".join(f"<li>{_esc(u)}</li>" for u in user_lines) + "</ul>")
+            "<ul>" + "".join(f"<li>{esc(u)}</li>" for u in user_lines) + "</ul>")
     mount_rows = [(m["target"], m["fstype"], "ro" if m["ro"] else "rw", m["source"]) for m in info["mounts"]]
     rootfs = host.get("rootfs", "?")
     root_line = (f"rootfs: {rootfs}" + (" (a tmpfs with read-only binds of the host's system dirs)"
@@ -366,14 +376,14 @@ def render_info(info):
                  f"{sum(1 for m in info['mounts'] if m['ro'])} read-only; cwd {info['cwd']}")
     section("Filesystem", "  " + root_line + "\n" + text_table(("mount point", "type", "", "source"),
                                                                mount_rows, "    "),
-            f"<p>{_esc(root_line)}</p><details><summary>{len(mount_rows)} mounts</summary>"
+            f"<p>{esc(root_line)}</p><details><summary>{len(mount_rows)} mounts</summary>"
             + html_table(("mount point", "type", "", "source"), mount_rows) + "</details>")
     cg = info["cgroup"]
     if cg:
         headers, rows = limit_rows(cg["stats"], cg.get("ceiling"))
         line = f"cgroup v{cg['version']} (seen from {cg['seen_from']}): {where(cg['paths'])}"
         section("cgroup", "  " + line + "\n" + text_table(headers, rows),
-                f"<p>{_esc(line)}</p>" + html_table(headers, rows))
+                f"<p>{esc(line)}</p>" + html_table(headers, rows))
     caps = info["capabilities"]
     missing = [c for c in CAPABILITIES if c not in caps]
     cap_line = (f"{len(caps)} capabilities: " + (f"all but {', '.join(missing)}" if len(caps) > 20 and missing
@@ -381,19 +391,19 @@ def render_info(info):
     sec = [cap_line, f"no_new_privs: {'yes' if info['no_new_privs'] else 'no'}",
            f"seccomp: {info['seccomp']}"]
     section("Security", "\n".join("  " + s for s in sec),
-            "<ul>" + "".join(f"<li>{_esc(s)}</li>" for s in sec) + "</ul>")
+            "<ul>" + "".join(f"<li>{esc(s)}</li>" for s in sec) + "</ul>")
     net = [f"mode: {host.get('network', '?')}",
            "interfaces: " + ", ".join(f"{l['name']} ({l['state']})" for l in info["links"])]
     section("Network", "\n".join("  " + s for s in net),
-            "<ul>" + "".join(f"<li>{_esc(s)}</li>" for s in net) + "</ul>")
+            "<ul>" + "".join(f"<li>{esc(s)}</li>" for s in net) + "</ul>")
     return "\n".join(text), "<div>" + "".join(parts) + "</div>"
 
 
 def headline(info):
-    """One line a log (or a text-only client) can carry."""
+    """One line a log (or a text-only client) can carry; None without the host's view."""
     host = info["host"]
     if not host:
-        return info["warning"] or info["host_error"] or "No launcher answered."
+        return None  # the view's banner at the top says why
     n = sum(1 for r in info["namespace_table"] if r["isolated"])
     return (f"Container {host['id']}: the kernel is PID {info['pid']} inside, PID {host['kernel_pid']} "
             f"on the host; {n} of {len(info['namespace_table'])} namespace inodes differ from the host's.")
@@ -431,7 +441,8 @@ def _request(magic, op, **args):
 def run_sandboxed(shell, cell, limits):
     """Fork the kernel, have the launcher put the fork in a child cgroup, run the cell there.
 
-    Returns the launcher's final counters of the sandbox. The kernel has threads
+    Returns (the fork's wait status, or None if it was stopped; the launcher's
+    sandbox_end reply with the sandbox's final counters). The kernel has threads
     (ZeroMQ, heartbeat, iopub): in the fork only this one exists, so the fork runs
     the cell's code and writes to pipes, nothing else, and leaves with os._exit.
     """
@@ -445,14 +456,14 @@ def run_sandboxed(shell, cell, limits):
         _sandbox_child(shell, cell, out_w, err_w, go_r, (out_r, err_r, go_w))
     for fd in (out_w, err_w, go_r):
         os.close(fd)
-    name = status = reply = None
+    name = status = None
     try:
         reply = control.request("sandbox", pid=pid, **{k: str(v) for k, v in limits.items()})
         name = reply["name"]
         os.write(go_w, b"go")  # only now: the fork is in its cgroup before it runs anything
         os.close(go_w)
         go_w = None
-        _pump({out_r: sys.stdout, err_r: sys.stderr})
+        _pump({out_r: sys.stdout, err_r: sys.stderr}, pid)
         status = os.waitpid(pid, 0)[1]
     except control.ControlError as e:
         raise UsageError(f"%%sandbox: {e}") from None
@@ -472,26 +483,47 @@ def run_sandboxed(shell, cell, limits):
                 end = control.request("sandbox_end", name=name)
             except control.ControlError as e:
                 print(f"%%sandbox: {e}", file=sys.stderr)
-    return status, reply, end
+    return status, end
 
 
-def _pump(streams):
-    """Copy the fork's stdout and stderr to the cell's, as they come."""
+def _pump(streams, pid):
+    """Copy the fork's stdout and stderr to the cell's, as they come, until the fork exits.
+
+    Not until EOF: a process the cell started in the background holds the pipes
+    open after the fork is gone (sandbox_end kills it). A pidfd becomes readable
+    when the process exits (Linux 5.3+; without one, EOF it is).
+    """
     import codecs
     decoders = {fd: codecs.getincrementaldecoder("utf-8")("replace") for fd in streams}
     open_fds = set(streams)
-    while open_fds:
-        ready, _, _ = select.select(list(open_fds), [], [])
-        for fd in ready:
-            data = os.read(fd, 65536)
-            if not data:
-                open_fds.discard(fd)
-                text = decoders[fd].decode(b"", final=True)
-            else:
-                text = decoders[fd].decode(data)
-            if text:
-                streams[fd].write(text)
-                streams[fd].flush()
+    try:
+        pidfd = os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        pidfd = None
+    exited = False
+    after = 0  # bytes read since the fork exited: a background writer cannot keep us here
+    try:
+        while open_fds and after < (1 << 20):
+            watch = list(open_fds) + ([pidfd] if pidfd is not None and not exited else [])
+            ready, _, _ = select.select(watch, [], [], 0 if exited else None)
+            if not ready:
+                return  # exited, and all it wrote before is copied
+            if pidfd in ready:
+                exited = True
+            for fd in ready:
+                if fd == pidfd:
+                    continue
+                data = os.read(fd, 65536)
+                after += len(data) if exited else 0
+                if not data:
+                    open_fds.discard(fd)
+                text = decoders[fd].decode(data, final=not data)
+                if text:
+                    streams[fd].write(text)
+                    streams[fd].flush()
+    finally:
+        if pidfd is not None:
+            os.close(pidfd)
 
 
 def _sandbox_child(shell, cell, out_w, err_w, go_r, close_fds):
@@ -557,12 +589,12 @@ def _print_exception(e):
     sys.stderr.write("".join(traceback.format_exception(type(e), e, tb)))
 
 
-def sandbox_notice(status, reply, end):
+def sandbox_notice(status, end):
     """What happened to the fork, in one line; None for a normal end."""
     stats = (end or {}).get("stats") or {}
     mem = stats.get("memory") or {}
     code = os.waitstatus_to_exitcode(status) if status is not None else None
-    limit = S.human_bytes(mem.get("limit"))
+    limit = S.human_bytes(mem["limit"]) if mem.get("limit") else "the container's memory limit"
     peak = S.human_bytes(mem.get("peak") or mem.get("usage"))
     if mem.get("oom_kills"):
         if code == -signal.SIGKILL:
@@ -570,7 +602,8 @@ def sandbox_notice(status, reply, end):
                     "the kernel and its variables are untouched.")
         return f"%%sandbox: the OOM killer killed {mem['oom_kills']} process(es) of the cell at {limit}."
     if code is not None and code < 0:
-        return f"%%sandbox: the cell was killed by signal {-code} ({signal.Signals(-code).name})."
+        name = {int(sig): sig.name for sig in signal.Signals}.get(-code, "a real-time signal")
+        return f"%%sandbox: the cell was killed by signal {-code} ({name})."
     if code not in (None, 0, 1):
         return f"%%sandbox: the cell exited with code {code}."
     return None
@@ -598,7 +631,9 @@ class ContainerMagics(Magics):
         info = container_info()
         if "--json" in flags:
             return info
-        print(headline(info))
+        line = headline(info)
+        if line:
+            print(line)
         _show(*render_info(info))
 
     @line_magic
@@ -619,17 +654,17 @@ class ContainerMagics(Magics):
             reply = _request("%cgroup", "stats")
             stats, ceil, seen = reply["stats"], reply.get("ceiling") or {}, "the host, by the launcher"
         else:
-            cg = own_cgroup()
-            if cg is None:
-                raise UsageError("%cgroup: no cgroup filesystem is visible from this kernel")
-            stats, ceil, seen = cg.stats(), {}, "inside, read-only"
+            stats, ceil, seen = own_stats(), {}, "inside, read-only"
+            if stats is None:
+                raise UsageError("%cgroup: no cgroup of this kernel is readable here, and there is "
+                                 "no launcher of container-kernel to ask")
         if "--json" in flags:
             return {"stats": stats, "ceiling": ceil}
         head = f"cgroup v{stats['version']} {where(stats['path'])} (seen from {seen})"
         warning = extension.warning_banner()
         headers, rows = limit_rows(stats, ceil)
         text = ((f"!! {warning}\n" if warning else "") + head + "\n" + text_table(headers, rows))
-        body = ((_warning_html(warning) if warning else "") + f"<p>{_esc(head)}</p>"
+        body = ((warning_html(warning) if warning else "") + f"<p>{esc(head)}</p>"
                 + html_table(headers, rows))
         _show(text, body)
 
@@ -653,8 +688,8 @@ class ContainerMagics(Magics):
         req = parse_cgroup_set(line)
         reply = _request("%cgroup_set", "set", **req)
         what = req["controller"] + (f" {req['direction']}" if "direction" in req else "")
-        where = f" on {reply['device']} ({reply['device_of']})" if "device" in reply else ""
-        print(f"{what}: {reply['text']}{where} (read back from the cgroup)")
+        on = f" on {reply['device']} ({reply['device_of']})" if "device" in reply else ""
+        print(f"{what}: {reply['text']}{on} (read back from the cgroup)")
 
     @line_magic
     def container_ps(self, line):
@@ -685,7 +720,8 @@ class ContainerMagics(Magics):
         its output streams here. If the cell hits a limit (say the OOM killer
         ends it) the kernel is untouched and keeps all its variables.
 
-        Variables assigned in the cell do NOT come back: the copy is thrown away.
+        Variables assigned in the cell do NOT come back: the copy is thrown away,
+        with every process the cell started (they are killed when the cell ends).
         Output is text: display() shows its text/plain form, widgets do not work.
 
         Examples:
@@ -696,16 +732,22 @@ class ContainerMagics(Magics):
             ...
 
         Arguments: memory=SIZE (docker units), cpu=CPUS, pids=N; none above
-        the container's own limit.
+        the container's own limit. Give memory= to keep an OOM inside the
+        sandbox: without it, the container's limit applies, and the OOM killer
+        chooses among all the container's processes, the kernel included.
         """
         limits = parse_sandbox(line)
         if not control.path():
             raise UsageError("%%sandbox: not a container kernel: there is no launcher to make the "
                              "sandbox's cgroup")
-        status, reply, end = run_sandboxed(self.shell, cell, limits)
-        notice = sandbox_notice(status, reply, end)
+        status, end = run_sandboxed(self.shell, cell, limits)
+        notice = sandbox_notice(status, end)
         if notice:
             print(notice, file=sys.stderr)
+        left = (end or {}).get("killed_left")
+        if left:
+            print(f"%%sandbox: {left} process(es) the cell left running were killed with the sandbox.",
+                  file=sys.stderr)
 
     @line_magic
     def container_monitor(self, line):
@@ -716,6 +758,7 @@ class ContainerMagics(Magics):
 
         Examples:
             %container_monitor
+            %container_monitor 2       refresh every 2 s (0.2 to 60)
             m = %container_monitor     then m.close() to stop it
             import container_kernel; container_kernel.monitor(interval=2)
         """
@@ -724,7 +767,10 @@ class ContainerMagics(Magics):
             raise UsageError("%container_monitor: not a container kernel: there is no launcher to "
                              "ask for the cgroup's counters (%cgroup shows them once)")
         from .widgets import monitor
-        return monitor(interval=interval)
+        try:
+            return monitor(interval=interval)
+        except control.ControlError as e:
+            raise UsageError(f"%container_monitor: {e}") from None
 
 
 def register(ip):

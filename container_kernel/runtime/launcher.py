@@ -370,9 +370,9 @@ def remove_tree(path):
         os.unlink(path)
         return
     for entry in entries:
-        if os.path.ismount(entry.path):  # never delete through a mount point
-            continue
         if entry.is_dir(follow_symlinks=False):
+            if os.path.ismount(entry.path):  # never delete through a mount point
+                continue
             remove_tree(entry.path)
         else:
             os.unlink(entry.path)

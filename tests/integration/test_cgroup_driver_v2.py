@@ -4,16 +4,20 @@
 ever touches <root>/container-kernel/test-<random>: the machine's own cgroups are
 not ours to change. The v2 rules checked here are the kernel's, not a fake's:
 controllers handed down through cgroup.subtree_control, the no-internal-processes
-rule, memory.events and memory.peak, cpu.max, io.max keyed by MAJ:MIN, pids.max,
-and cgroup.kill.
+rule (also for a child cgroup made in a running container's), memory.events and
+memory.peak, cpu.max, io.max keyed by MAJ:MIN, pids.max, cgroup.kill, and delegation
+(a subtree chowned to a user, as systemd's Delegate=yes: rootless limits).
 
 Measured figures are printed as "measured: ..." lines (the VM harness reports them).
 """
 
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 import pytest
@@ -300,6 +304,153 @@ def test_cgroup_kill_takes_a_forking_tree_at_once(cg, procs):
     while keyed(cg.path, "cgroup.events")["populated"] and time.monotonic() < deadline:
         time.sleep(0.01)
     assert keyed(cg.path, "cgroup.events")["populated"] == 0 and cg.procs() == []
+
+
+def test_create_child_moves_the_processes_to_a_leaf_and_nests_limits(cg, procs):
+    """A child cgroup with controllers (a %%sandbox) in a running container's cgroup."""
+    cg.create(Resources(memory=256 * MiB, pids=64))
+    # What a kernel looks like: threads, and a child it has not reaped (a zombie).
+    kernel = waiting("""
+import os, threading, time
+for _ in range(3):
+    threading.Thread(target=time.sleep, args=(60,), daemon=True).start()
+if os.fork() == 0:
+    os._exit(0)
+time.sleep(0.2)
+print('ready', flush=True)
+time.sleep(60)
+""")
+    sleeper = subprocess.Popen(["sleep", "60"])
+    procs += [kernel, sleeper]
+    cg.add(kernel.pid)
+    cg.add(sleeper.pid)
+    go(kernel)
+    assert kernel.stdout.readline() == "ready\n"
+
+    child = cg.create_child("sandbox", Resources(memory=32 * MiB, memory_swap=32 * MiB, pids=8))
+    leaf = os.path.join(cg.path, "main")
+    assert cat(cg.path, "cgroup.procs") == ""  # the no-internal-processes rule, kept
+    assert {kernel.pid, sleeper.pid} <= {int(p) for p in cat(leaf, "cgroup.procs").split()}
+    assert set(WANTED) <= set(cat(cg.path, "cgroup.subtree_control").split())
+    assert cat(child.path, "memory.max") == str(32 * MiB) and cat(child.path, "pids.max") == "8"
+    assert cg.create_child("other", Resources(pids=4)).procs() == []  # the leaf is made once
+
+    # The child's limit is its own: its hog is OOM-killed, the container's processes live on.
+    hog = waiting("b = bytearray(128 << 20)")
+    procs.append(hog)
+    child.add(hog.pid)
+    hog.communicate("go\n", timeout=60)
+    assert hog.returncode == -signal.SIGKILL
+    assert child.oom_kills() >= 1 and kernel.poll() is None and sleeper.poll() is None
+    assert {kernel.pid, sleeper.pid} <= set(cg.procs(recursive=True))
+    assert cg.stats()["memory"]["usage"] > 0  # the container's cgroup counts its whole subtree
+
+    cg.destroy()  # cgroup.kill takes the subtree; the children go first, then the cgroup
+    assert kernel.wait(timeout=5) == -signal.SIGKILL and sleeper.wait(timeout=5) == -signal.SIGKILL
+    assert not os.path.exists(cg.path)
+
+
+# ---- delegation: a user's own subtree (rootless limits) ------------------------------------
+
+NOBODY = 65534
+DELEGATE_FILES = ("cgroup.procs", "cgroup.subtree_control", "cgroup.threads")
+
+
+def _readable_by_all(path):
+    path = os.path.abspath(path)
+    while path != "/":
+        if not os.stat(path).st_mode & 0o005:
+            return False
+        path = os.path.dirname(path)
+    return True
+
+
+@pytest.fixture
+def delegated(cg):
+    """<cg>/user owned by uid NOBODY as systemd's Delegate=yes leaves it, the user's
+    processes in its child <cg>/user/session. Returns a starter of such processes."""
+    import container_kernel
+    for path in (sys.executable, container_kernel.__file__):
+        if not _readable_by_all(path):
+            pytest.skip(f"{path} is not readable by other users: the delegated user cannot run it")
+    cg.create(Resources())
+    with open(os.path.join(cg.path, "cgroup.subtree_control"), "w") as f:
+        f.write(" ".join("+" + c for c in WANTED))
+    top = os.path.join(cg.path, "user")
+    session = os.path.join(top, "session")
+    for d in (top, session):
+        os.mkdir(d)
+        for path in (d, *(os.path.join(d, name) for name in DELEGATE_FILES)):
+            os.chown(path, NOBODY, NOBODY)
+
+    # Its own XDG_RUNTIME_DIR (a systemd user session's /run/user/UID), on /run's tmpfs.
+    runtime_dir = tempfile.mkdtemp(prefix="ck-v2-user-", dir="/run")
+    os.chown(runtime_dir, NOBODY, NOBODY)
+
+    def start(code):
+        """A Python child as NOBODY, in session before it reads its "go" line."""
+        env = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "LANG": "C.UTF-8", "XDG_RUNTIME_DIR": runtime_dir}
+        p = subprocess.Popen([sys.executable, "-c", "input()\n" + code], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd="/tmp",
+                             env=env, user=NOBODY, group=NOBODY, extra_groups=[])
+        with open(os.path.join(session, "cgroup.procs"), "w") as f:
+            f.write(str(p.pid))
+        return p
+
+    yield top, start
+    # cg's destroy (the fixture's) kills and removes the whole subtree, the user's dirs too.
+    shutil.rmtree(runtime_dir)
+
+
+def test_delegated_subtree_driver_as_the_user(delegated, procs):
+    top, start = delegated
+    user = start("""
+import json, subprocess, sys
+from container_kernel.runtime import cgroups
+from container_kernel.runtime.spec import Resources
+base, why = cgroups.delegated_base()
+out = {"base": base, "why": why}
+c = cgroups.open_cgroup("mine", "v2", base=base)
+c.create(Resources(memory=32 << 20, memory_swap=32 << 20, pids=8))
+hog = subprocess.Popen([sys.executable, "-c", "input(); b = bytearray(128 << 20)"], stdin=subprocess.PIPE)
+c.add(hog.pid)
+hog.communicate(b"go\\n")
+out.update(path=c.path, hog=hog.returncode, oom_kills=c.oom_kills(), limit=c.stats()["memory"]["limit"])
+c.destroy()
+out["removed"] = c.id not in cgroups.list_ids(base=base)
+print(json.dumps(out))
+""")
+    procs.append(user)
+    out, err = user.communicate("go\n", timeout=120)
+    assert user.returncode == 0, err
+    r = json.loads(out)
+    assert r["base"] == top, r["why"]  # the topmost ancestor the user owns, empty of processes
+    assert r["path"] == os.path.join(top, cgroups.PARENT, "mine")
+    assert r["hog"] == -signal.SIGKILL and r["oom_kills"] >= 1 and r["limit"] == 32 * MiB
+    assert r["removed"]
+
+
+def test_delegated_subtree_container_run_as_the_user(delegated, procs):
+    """`container-kernel run` by a user on v2 with delegation: limits are cgroups, as for root."""
+    top, start = delegated
+    ck = os.path.join(os.path.dirname(sys.executable), "container-kernel")
+    user = start(f"""
+import subprocess, sys
+hog = "b = bytearray(200 << 20); print('survived')"
+r = subprocess.run([{ck!r}, "run", "--memory", "50M", "--pids", "20", "--", "python3", "-c", hog],
+                   capture_output=True, text=True)
+sys.stdout.write(str(r.returncode) + "\\n" + r.stdout + r.stderr)
+""")
+    procs.append(user)
+    out, err = user.communicate("go\n", timeout=120)
+    assert user.returncode == 0, err
+    code, _, rest = out.partition("\n")
+    if code == "125" and "user namespace" in rest.lower():
+        pytest.skip(f"no user namespaces for uid {NOBODY} here: {rest.strip()[:200]}")
+    assert code == "137", out
+    assert "survived" not in rest and "not enforced" not in rest, rest
+    assert "killed by the OOM killer (memory limit 50 MiB" in rest, rest
+    assert [e.name for e in os.scandir(os.path.join(top, cgroups.PARENT)) if e.is_dir()] == []
 
 
 def test_collect_stale_removes_only_the_dead(cg):

@@ -8,7 +8,9 @@ import pytest
 
 from tests.helpers import IS_ROOT, ck
 
-NAMES = {"default": [], "m200": ["--memory", "200M"]}
+NAMES = {"default": [], "m200": ["--memory", "200M"],
+         # test_magics: a ceiling that %cgroup_set may move under, never above
+         "ceil": ["--memory", "512M", "--cpus", "1", "--pids", "100"]}
 
 
 @pytest.fixture(scope="session")

@@ -9,12 +9,13 @@
 # also when it was stopped by the timeout: whatever was finished survives.
 #
 # The guest: Debian's kernel booted with systemd.unified_cgroup_hierarchy=1
-# cgroup_no_v1=all (cgroup2 only, at /sys/fs/cgroup, every process in the root
-# cgroup); the host's / shared read-only over virtio-9p under a tmpfs overlay, so the
-# project's own checkout and .venv run in place and guest writes never reach the
-# host; a fresh 64 MiB disk (virtio-blk, one ext4 partition) at /var/tmp, so io.max
-# throttles a real block device. The command runs with the caller's PATH and working directory
-# and CK_IN_V2_VM=1 (tests that would recurse into the VM skip on it).
+# cgroup_no_v1=all: cgroup2 only, at /sys/fs/cgroup with systemd's options (nsdelegate,
+# memory_recursiveprot), every process in the root cgroup. The host's / is shared
+# read-only over virtio-9p under a tmpfs overlay, so the project's own checkout and
+# .venv run in place and guest writes never reach the host. A fresh 64 MiB disk
+# (virtio-blk, one ext4 partition) is at /var/tmp, so io.max throttles a real block
+# device. The command runs with the caller's PATH and working directory, and with
+# CK_IN_V2_VM=1 (tests that would boot a VM skip on it).
 #
 # Needs (Debian 12): apt-get install -y qemu-system-x86 linux-image-amd64 busybox-static
 # (mkfs.ext4 is e2fsprogs, always installed). Adapted from the shared recipe
@@ -79,7 +80,10 @@ $B mount -t tmpfs -o size=50% tmpfs /rw; $B mkdir -p /rw/u /rw/w
 $B mount -t overlay -o lowerdir=/lower,upperdir=/rw/u,workdir=/rw/w overlay /root
 R=/root; $B mount -t proc proc $R/proc; $B mount -t sysfs sys $R/sys; $B mount -t devtmpfs dev $R/dev
 $B mkdir -p $R/dev/pts $R/dev/shm $R/xfer $R/.vm; $B mount -t devpts devpts $R/dev/pts; $B mount -t tmpfs tmpfs $R/dev/shm
-$B mount -t tmpfs tmpfs $R/run; $B mount -t cgroup2 cgroup2 $R/sys/fs/cgroup
+# cgroup2 with systemd's mount options, as on most v2 hosts (older kernels: plain).
+$B mount -t tmpfs tmpfs $R/run
+$B mount -t cgroup2 -o nsdelegate,memory_recursiveprot cgroup2 $R/sys/fs/cgroup 2>/dev/null ||
+  $B mount -t cgroup2 cgroup2 $R/sys/fs/cgroup
 $B mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000 xfer $R/xfer
 for d in $R/sys/class/virtio-ports/vport*; do [ "$($B cat $d/name)" = out ] && OUT=/dev/${d##*/}; done
 # The scratch disk, when given: a real block device under /var/tmp for io.max to throttle.

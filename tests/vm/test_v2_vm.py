@@ -37,7 +37,7 @@ APT = "apt-get install -y qemu-system-x86 linux-image-amd64 busybox-static"
 BATCHES = {
     "cgroups": (["tests/integration/test_limits.py", "tests/integration/test_cgroup_driver_v2.py",
                  "tests/integration/test_cgroup_driver_v1.py"], 240),
-    "runtime": (["tests/integration/test_run.py"], 480),
+    "runtime": (["tests/integration/test_run.py"], 540),
 }
 VM_TIMEOUT = int(os.environ.get("CK_V2VM_TIMEOUT", 840))  # the whole VM part: under 15 minutes
 
