@@ -1,9 +1,4 @@
 """Test-suite plumbing: capability gates, the closing count line, a leftovers check."""
-import os
-import subprocess
-
-import pytest
-
 from tests import helpers
 
 

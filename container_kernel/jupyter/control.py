@@ -24,7 +24,7 @@ import select
 import socket
 import threading
 
-from ..runtime import cgroups, namespaces
+from ..runtime import cgroups, namespaces, procfs
 from ..runtime import spec as S
 from ..runtime.errors import ContainerError
 
@@ -227,7 +227,7 @@ class ControlServer:
     def _kernel(self):
         """(host PID, inside PID) of init's children: the kernel is PID 2 inside."""
         out = []
-        for pid in _children(self.container.init_pid):
+        for pid in procfs.children(self.container.init_pid):
             out.append((pid, _nspid(pid)))
         return out
 
@@ -248,8 +248,8 @@ class ControlServer:
             "namespaces": list(spec.namespaces),
             "cgroup": {"version": cg.version, "paths": cg.paths(), "stats": cg.stats()} if cg else None,
             "ceiling": self.ceiling,
-            "uid_map": _read(f"/proc/{kernel}/uid_map") if kernel else None,
-            "gid_map": _read(f"/proc/{kernel}/gid_map") if kernel else None,
+            "uid_map": procfs.read(f"/proc/{kernel}/uid_map") if kernel else None,
+            "gid_map": procfs.read(f"/proc/{kernel}/gid_map") if kernel else None,
             "rootfs": spec.rootfs,
             "network": spec.network,
             "rootless": spec.rootless,
@@ -407,41 +407,21 @@ class ControlServer:
 
 # ---- reading /proc on the host ----------------------------------------------------------------
 
-def _read(path):
-    try:
-        with open(path) as f:
-            return f.read()
-    except OSError:
-        return None
-
-
-def _children(pid):
-    text = _read(f"/proc/{pid}/task/{pid}/children") if pid else None
-    return [int(x) for x in (text or "").split()]
-
-
-def _status(pid, field):
-    for line in (_read(f"/proc/{pid}/status") or "").splitlines():
-        if line.startswith(field + ":"):
-            return line.split(":", 1)[1].split()
-    return []
-
-
 def _nspid(pid):
     """A host PID -> the PID the process has in its own (innermost) PID namespace."""
-    values = _status(pid, "NSpid")
+    values = procfs.status_field("NSpid", pid)
     return int(values[-1]) if values else None
 
 
 def _ppid(pid):
-    values = _status(pid, "PPid")
+    values = procfs.status_field("PPid", pid)
     return int(values[0]) if values else None
 
 
 def _cgroup_of(pid, cid):
     """The process's cgroup relative to the container's: "/", "/main" or "/sandbox-1"."""
     marker = f"/{cgroups.PARENT}/{cid}"
-    for line in (_read(f"/proc/{pid}/cgroup") or "").splitlines():
+    for line in (procfs.read(f"/proc/{pid}/cgroup") or "").splitlines():
         path = line.split(":", 2)[-1]
         head, found, tail = path.partition(marker)
         if found and (not tail or tail.startswith("/")):

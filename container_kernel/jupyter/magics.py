@@ -26,7 +26,7 @@ import sys
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 
-from ..runtime import cgroups, idmap
+from ..runtime import cgroups, idmap, procfs
 from ..runtime import spec as S
 from ..runtime.errors import ContainerError
 from ..runtime.namespaces import KINDS, inodes
@@ -132,21 +132,6 @@ def parse_interval(line):
 
 # ---- facts ----------------------------------------------------------------------------------
 
-def _read(path):
-    try:
-        with open(path) as f:
-            return f.read()
-    except OSError:
-        return None
-
-
-def _status(field):
-    for line in (_read("/proc/self/status") or "").splitlines():
-        if line.startswith(field + ":"):
-            return line.split(":", 1)[1].strip()
-    return None
-
-
 def capabilities(hex_mask):
     mask = int(hex_mask or "0", 16)
     return [CAPABILITIES[i] if i < len(CAPABILITIES) else f"cap_{i}"
@@ -156,7 +141,7 @@ def capabilities(hex_mask):
 def mounts():
     """[{target, fstype, source, ro}] of this mount namespace, from /proc/self/mountinfo."""
     out = []
-    for line in (_read("/proc/self/mountinfo") or "").splitlines():
+    for line in (procfs.read("/proc/self/mountinfo") or "").splitlines():
         left, _, right = line.partition(" - ")
         fields, tail = left.split(), right.split()
         if len(fields) >= 6 and len(tail) >= 2:
@@ -168,7 +153,7 @@ def mounts():
 def interfaces():
     out = []
     for _, name in socket.if_nameindex():
-        state = (_read(f"/sys/class/net/{name}/operstate") or "?").strip()
+        state = (procfs.read(f"/sys/class/net/{name}/operstate") or "?").strip()
         out.append({"name": name, "state": state})
     return out
 
@@ -198,7 +183,7 @@ def own_stats():
 def _own_cgroup():
     try:
         version = cgroups.detect()
-        lines = [l.split(":", 2) for l in (_read("/proc/self/cgroup") or "").splitlines()]
+        lines = [l.split(":", 2) for l in (procfs.read("/proc/self/cgroup") or "").splitlines()]
         if version == "v2":
             rel = next((p for h, c, p in lines if h == "0"), "/").strip()
             path = os.path.join(cgroups.ROOT, rel.lstrip("/"))
@@ -229,8 +214,8 @@ def ceiling():
 def container_info():
     """Every fact %container_info shows, as plain data (the --json form)."""
     inside = inodes()
-    uid_lines = _map_lines(_read("/proc/self/uid_map"))
-    gid_lines = _map_lines(_read("/proc/self/gid_map"))
+    uid_lines = _map_lines(procfs.read("/proc/self/uid_map"))
+    gid_lines = _map_lines(procfs.read("/proc/self/gid_map"))
     info = {
         "kernel": ("unconfined" if extension.unconfined_reason() else
                    "container-kernel" if extension.in_container() else "other"),
@@ -246,9 +231,9 @@ def container_info():
         "users": users(uid_lines, gid_lines),
         "cwd": os.getcwd(),
         "mounts": mounts(),
-        "capabilities": capabilities(_status("CapEff")),
-        "no_new_privs": _status("NoNewPrivs") == "1",
-        "seccomp": SECCOMP.get(_status("Seccomp") or "", "unknown"),
+        "capabilities": capabilities(procfs.status_field("CapEff")),
+        "no_new_privs": procfs.status_field("NoNewPrivs") == "1",
+        "seccomp": SECCOMP.get(procfs.status_field("Seccomp") or "", "unknown"),
         "links": interfaces(),
         "host": None,
         "host_error": None,

@@ -19,7 +19,7 @@ import signal
 
 from . import cgroups, idmap, init, mounts, namespaces
 from . import syscalls as sc
-from .errors import RUNTIME, ContainerError, usage
+from .errors import RUNTIME, ContainerError
 from .spec import human_bytes
 
 

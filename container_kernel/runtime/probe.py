@@ -9,6 +9,7 @@ import os
 import socket
 import sys
 
+from . import procfs
 from .namespaces import inodes
 
 
@@ -40,17 +41,10 @@ def probe():
         "env": dict(os.environ),
         "root_entries": sorted(os.listdir("/")),
         "fds": sorted(int(fd) for fd in os.listdir("/proc/self/fd")),
-        "no_new_privs": _status_field("NoNewPrivs"),
-        "seccomp": _status_field("Seccomp"),
-        "cap_eff": _status_field("CapEff"),
+        "no_new_privs": procfs.status_field("NoNewPrivs"),
+        "seccomp": procfs.status_field("Seccomp"),
+        "cap_eff": procfs.status_field("CapEff"),
     }
-
-
-def _status_field(name):
-    for line in read("/proc/self/status").splitlines():
-        if line.startswith(name + ":"):
-            return line.split(":", 1)[1].strip()
-    return None
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ import os
 import sys
 import time
 
-from . import cgroups, idmap, launcher
+from . import cgroups, idmap, launcher, procfs
 from . import syscalls as sc
 from .errors import usage
 from .spec import default_run_base, human_bytes
@@ -46,11 +46,8 @@ def _pivot_root_works():
 
 
 def _read(path):
-    try:
-        with open(path) as f:
-            return f.read().strip()
-    except OSError:
-        return None
+    text = procfs.read(path)
+    return None if text is None else text.strip()
 
 
 def probe_host():
@@ -217,8 +214,4 @@ def containment_problem():
 
 
 def _can_admin():
-    status = _read("/proc/self/status") or ""
-    for line in status.splitlines():
-        if line.startswith("CapEff:"):
-            return bool(int(line.split()[1], 16) & (1 << 21))  # CAP_SYS_ADMIN
-    return False
+    return bool(int(procfs.status_field("CapEff") or "0", 16) & (1 << 21))  # CAP_SYS_ADMIN

@@ -4,12 +4,11 @@ These run on whatever cgroup version the host has: v1 here, v2 in the VM harness
 """
 import os
 import textwrap
-import time
 
 import pytest
 
 from container_kernel.runtime import spec as S
-from tests.helpers import CGROUP, ck, requires_cgroups
+from tests.helpers import ck, requires_cgroups
 
 pytestmark = requires_cgroups
 

@@ -199,7 +199,9 @@ def test_nbclient_executes_a_notebook(kernel_prefix, tmp_path):
     NotebookClient(nb, kernel_name="ck-test-default", timeout=60,
                    resources={"metadata": {"path": str(tmp_path)}}).execute()
     assert nb.cells[0].outputs[0]["text"] == "['lo']\n"
-    assert "namespace inode" in nb.cells[1].outputs[0]["text"]
+    texts = [o.get("text") or o.get("data", {}).get("text/plain", "") for o in nb.cells[1].outputs]
+    htmls = [o.get("data", {}).get("text/html", "") for o in nb.cells[1].outputs]
+    assert any("namespace" in t for t in texts) and any("<table" in h for h in htmls)
 
 
 def test_jupyter_console_smoke(kernel_prefix):

@@ -3,17 +3,14 @@ and hosts that cannot create containers."""
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
-import textwrap
 import time
 
 import pytest
-from jupyter_client import KernelManager
 
-from tests.helpers import CK, RUN_BASE, alive, children, leftovers
+from tests.helpers import CK, alive, children, leftovers
 from tests.jupyter.test_kernel import kernel, run
 
 
