@@ -37,7 +37,13 @@ APT = "apt-get install -y qemu-system-x86 linux-image-amd64 busybox-static"
 BATCHES = {
     "cgroups": (["tests/integration/test_limits.py", "tests/integration/test_cgroup_driver_v2.py",
                  "tests/integration/test_cgroup_driver_v1.py"], 240),
-    "runtime": (["tests/integration/test_run.py"], 540),
+    # The kernel on v2: the OOM notice (memory.events oom_kill), %cgroup_set and %%sandbox
+    # (a child cgroup under the no-internal-processes rule).
+    "kernel": (["tests/jupyter/test_kernel.py::test_oom_kills_the_kernel_and_the_restarted_kernel_says_so",
+                "tests/jupyter/test_magics.py::test_cgroup_set_memory_kills_a_subprocess_and_the_kernel_survives",
+                "tests/jupyter/test_magics.py::test_cgroup_set_refuses_above_the_ceiling_and_max_returns_to_it",
+                "tests/jupyter/test_magics.py::test_sandbox_oom_leaves_the_kernel_and_its_variables"], 300),
+    "runtime": (["tests/integration/test_run.py"], 270),
 }
 VM_TIMEOUT = int(os.environ.get("CK_V2VM_TIMEOUT", 840))  # the whole VM part: under 15 minutes
 
