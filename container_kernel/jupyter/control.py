@@ -409,12 +409,12 @@ class ControlServer:
 
 def _nspid(pid):
     """A host PID -> the PID the process has in its own (innermost) PID namespace."""
-    values = procfs.status_field("NSpid", pid)
+    values = (procfs.status_field("NSpid", pid) or "").split()
     return int(values[-1]) if values else None
 
 
 def _ppid(pid):
-    values = procfs.status_field("PPid", pid)
+    values = (procfs.status_field("PPid", pid) or "").split()
     return int(values[0]) if values else None
 
 
