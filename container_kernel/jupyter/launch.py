@@ -51,6 +51,9 @@ def describe_exit(code, oom_kills, limit, peak):
 def socket_dir(run_base, name):
     """A short directory for the ipc sockets: unix socket paths must stay <= 107 bytes."""
     path = os.path.join(run_base, name)
+    if len(os.path.join(path, "k-65535")) > 107:  # sun_path is 108 bytes with its NUL
+        raise ContainerError(f"the socket dir {path!r} is too long for unix socket paths "
+                             "(107 bytes at most): set XDG_RUNTIME_DIR to a shorter dir")
     launcher.make_run_base(run_base)
     os.mkdir(path, 0o700)
     launcher.write_owner(path)

@@ -60,7 +60,10 @@ def proc_status(pid, field):
 
 
 def subdirs(paths):
-    return sorted({e.name for d in set(paths.values()) for e in os.scandir(d) if e.is_dir()})
+    """The sandbox cgroups under the container's. (On v2 the container's own processes
+    move to a leaf "main" at the first sandbox: the no-internal-processes rule.)"""
+    return sorted({e.name for d in set(paths.values()) for e in os.scandir(d)
+                   if e.is_dir() and e.name != "main"})
 
 
 def comm_updates(kc, seconds):

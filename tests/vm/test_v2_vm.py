@@ -43,7 +43,7 @@ BATCHES = {
                 "tests/jupyter/test_magics.py::test_cgroup_set_memory_kills_a_subprocess_and_the_kernel_survives",
                 "tests/jupyter/test_magics.py::test_cgroup_set_refuses_above_the_ceiling_and_max_returns_to_it",
                 "tests/jupyter/test_magics.py::test_sandbox_oom_leaves_the_kernel_and_its_variables"], 300),
-    "runtime": (["tests/integration/test_run.py"], 270),
+    "runtime": (["tests/integration/test_run.py", "tests/rootless/test_rootless.py"], 300),
 }
 VM_TIMEOUT = int(os.environ.get("CK_V2VM_TIMEOUT", 840))  # the whole VM part: under 15 minutes
 
