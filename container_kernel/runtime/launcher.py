@@ -15,7 +15,9 @@ The launcher and its children talk over two pipes, one short line at a time.
 """
 
 import os
-import signal
+# The C module under `signal` (which only wraps it to hand out IntEnums): importing
+# enum would cost ~2.5 ms of a container's start.
+import _signal as signal
 
 from . import cgroups, idmap, init, mounts, namespaces
 from . import syscalls as sc
