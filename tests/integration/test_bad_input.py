@@ -3,11 +3,14 @@ import os
 
 import pytest
 
-from tests.helpers import RUN_BASE, ck, our_cgroups
+from container_kernel.runtime.spec import default_run_base
+from tests.helpers import ck, our_cgroups
 
 
 def snapshot():
-    runs = sorted(os.listdir(RUN_BASE)) if os.path.isdir(RUN_BASE) else []
+    """Our cgroups and this user's run dirs (a user's are under XDG_RUNTIME_DIR or /tmp)."""
+    base = default_run_base(os.geteuid() != 0)
+    runs = sorted(os.listdir(base)) if os.path.isdir(base) else []
     return sorted(our_cgroups()), runs
 
 
