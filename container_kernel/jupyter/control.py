@@ -254,10 +254,16 @@ class ControlServer:
             "network": spec.network,
             "rootless": spec.rootless,
             "workspace": spec.process.cwd,
+            # how each asked-for limit is enforced here: "cgroup v1", or a rootless fallback
+            # ("RLIMIT_AS per process ...", "NOT enforced"): said, never claimed
+            "enforced": dict(getattr(c, "enforced", {}) or {}),
+            "mapping": getattr(c, "mapping", None),
         }
 
     def op_stats(self, req):
-        return {"stats": self._cgroup().stats(), "ceiling": self.ceiling}
+        cg = self.container.cgroup
+        return {"stats": cg.stats() if cg else None, "ceiling": self.ceiling,
+                "enforced": dict(getattr(self.container, "enforced", {}) or {})}
 
     def op_set(self, req):
         cg = self._cgroup()
@@ -326,9 +332,17 @@ class ControlServer:
 
     def op_ps(self, req):
         import psutil  # only here: the launcher's start path stays light
-        cg = self._cgroup()
+        cg = self.container.cgroup
+        if cg:
+            pids = cg.procs(recursive=True)
+        else:  # rootless without a cgroup: init and everything below it
+            pids, todo = [], [self.container.init_pid]
+            while todo:
+                pid = todo.pop()
+                pids.append(pid)
+                todo += procfs.children(pid)
         procs = []
-        for pid in cg.procs(recursive=True):
+        for pid in pids:
             try:
                 p = psutil.Process(pid)
                 with p.oneshot():

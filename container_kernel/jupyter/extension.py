@@ -64,8 +64,26 @@ def _first_execution(*args):
         print(notice, file=sys.stderr)
 
 
+def limit_address_space():
+    """The rootless memory fallback for a kernel: RLIMIT_AS, counted from now.
+
+    ipykernel maps ~800 MB of address space (thread stacks, malloc arenas) before
+    any cell runs, so the launcher cannot set the limit at exec; here, once
+    started, the kernel allows itself the limit above what it already maps."""
+    above = os.environ.get("CK_RLIMIT_AS_ABOVE_START")
+    if not above:
+        return None
+    import resource
+    with open("/proc/self/status") as f:
+        size = [int(l.split()[1]) * 1024 for l in f if l.startswith("VmSize:")][0]
+    limit = size + int(above)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    return limit
+
+
 def load(ip):
     _state["ip"] = ip
+    limit_address_space()
     if os.environ.get("CK_PREVIOUS_EXIT") or unconfined_reason():
         ip.events.register("pre_run_cell", _first_execution)
     if unconfined_reason():

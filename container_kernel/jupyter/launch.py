@@ -137,7 +137,7 @@ def cmd_kernel(argv):
     spec = cli.build_spec(values, command, volumes=volumes, env=env + [(control.ENV, control_path)],
                           cwd=cwd, cid=cid)
 
-    container = launcher.Container(spec)
+    container = launcher.Container(spec, memory_above_start=True)
     forwarder = server = None
     try:
         try:

@@ -369,6 +369,10 @@ def render_info(info):
         line = f"cgroup v{cg['version']} (seen from {cg['seen_from']}): {where(cg['paths'])}"
         section("cgroup", "  " + line + "\n" + text_table(headers, rows),
                 f"<p>{esc(line)}</p>" + html_table(headers, rows))
+    enforced = enforcement_lines(host.get("enforced"))
+    if enforced:
+        section("Limits enforced", "\n".join("  " + s for s in enforced),
+                "<ul>" + "".join(f"<li>{esc(s)}</li>" for s in enforced) + "</ul>")
     caps = info["capabilities"]
     missing = [c for c in CAPABILITIES if c not in caps]
     cap_line = (f"{len(caps)} capabilities: " + (f"all but {', '.join(missing)}" if len(caps) > 20 and missing
@@ -382,6 +386,11 @@ def render_info(info):
     section("Network", "\n".join("  " + s for s in net),
             "<ul>" + "".join(f"<li>{esc(s)}</li>" for s in net) + "</ul>")
     return "\n".join(text), "<div>" + "".join(parts) + "</div>"
+
+
+def enforcement_lines(enforced):
+    """{"memory": "RLIMIT_AS per process ...", "cpus": "NOT enforced"} -> lines for a reader."""
+    return [f"{field}: {how}" for field, how in sorted((enforced or {}).items())]
 
 
 def headline(info):
@@ -638,6 +647,15 @@ class ContainerMagics(Magics):
         if control.path():
             reply = _request("%cgroup", "stats")
             stats, ceil, seen = reply["stats"], reply.get("ceiling") or {}, "the host, by the launcher"
+            if stats is None:  # rootless without a delegated cgroup: say what holds instead
+                if "--json" in flags:
+                    return {"stats": None, "ceiling": ceil, "enforced": reply.get("enforced")}
+                lines = enforcement_lines(reply.get("enforced")) or ["no limits were asked for"]
+                head = ("no cgroup: rootless without a delegated cgroup v2 subtree; "
+                        "the limits and how they are enforced:")
+                _show("\n".join([head] + ["  " + l for l in lines]),
+                      f"<p>{esc(head)}</p><ul>" + "".join(f"<li>{esc(l)}</li>" for l in lines) + "</ul>")
+                return
         else:
             stats, ceil, seen = own_stats(), {}, "inside, read-only"
             if stats is None:

@@ -26,8 +26,12 @@ from .spec import human_bytes
 
 
 class Container:
-    def __init__(self, spec, pass_fds=()):
+    def __init__(self, spec, pass_fds=(), memory_above_start=False):
+        """memory_above_start: for a rootless fallback, let the payload set its own
+        RLIMIT_AS once started (CK_RLIMIT_AS_ABOVE_START in its env): an interpreter
+        like ipykernel maps ~800 MB of address space before it runs any code."""
         self.spec = spec
+        self.memory_above_start = memory_above_start
         self.pass_fds = tuple(pass_fds)
         self.cgroup = None
         self.init_pid = None
@@ -91,19 +95,26 @@ class Container:
             self.enforced = {k: "cgroup v2 (delegated)" for k in asked}
             return spec
         import resource
-        rlimits, res = [], spec.resources
-        if res.memory is not None:
+        rlimits, res, env = [], spec.resources, ()
+        if res.memory is not None and self.memory_above_start:
+            env = (("CK_RLIMIT_AS_ABOVE_START", str(res.memory)),)
+            self.enforced["memory"] = (f"RLIMIT_AS: {human_bytes(res.memory)} of address space above "
+                                       "the kernel's start, per process (MemoryError, no OOM kill)")
+        elif res.memory is not None:
             rlimits.append((resource.RLIMIT_AS, res.memory, res.memory))
-            self.enforced["memory"] = "RLIMIT_AS per process (allocations fail with MemoryError)"
+            self.enforced["memory"] = (f"RLIMIT_AS of {human_bytes(res.memory)} per process "
+                                       "(allocations fail with MemoryError, no OOM kill)")
         if res.pids is not None:
             rlimits.append((resource.RLIMIT_NPROC, res.pids, res.pids))
-            self.enforced["pids"] = "RLIMIT_NPROC (fork fails with EAGAIN)"
+            self.enforced["pids"] = (f"RLIMIT_NPROC of {res.pids} (threads count too; "
+                                     "fork fails with EAGAIN)")
         for field in asked:
             if field not in self.enforced:
                 self.enforced[field] = "NOT enforced"
                 os.write(2, f"container-kernel: warning: the {field} limit is not enforced: "
                             f"{why}\n".encode())
-        return spec._replace(process=spec.process._replace(rlimits=tuple(rlimits)))
+        return spec._replace(process=spec.process._replace(rlimits=tuple(rlimits),
+                                                           env=spec.process.env + env))
 
     def _fork_stages(self, root):
         spec = self.spec

@@ -187,8 +187,8 @@ def shared_tmp():
 def test_rootless_kernel_through_jupyter_client(user, shared_tmp):
     tmp_path = shared_tmp
     prefix = tmp_path / "prefix"
-    r = subprocess.run([CK, "install", "--prefix", str(prefix), "--name", "ck-rootless"],
-                       capture_output=True, text=True)
+    r = subprocess.run([CK, "install", "--prefix", str(prefix), "--name", "ck-rootless",
+                        "--memory", "256M", "--pids", "64"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     runtime = tmp_path / "runtime"
     runtime.mkdir()
@@ -202,9 +202,13 @@ def test_rootless_kernel_through_jupyter_client(user, shared_tmp):
         km, kc = start_new_kernel(kernel_name="ck-rootless")
         try:
             reply = []
+            hook = lambda m: m['msg_type'] == 'stream' and reply.append(m['content']['text'])
             code = "import os, json; print(json.dumps([os.getuid(), open('/proc/self/uid_map').read().split(), os.getpid()]))"
-            kc.execute_interactive(code, timeout=30, output_hook=lambda m: m['msg_type'] == 'stream' and reply.append(m['content']['text']))
-            print(reply[0].strip())
+            kc.execute_interactive(code, timeout=30, output_hook=hook)
+            big = kc.execute_interactive("x = bytearray(400 << 20)", timeout=30)["content"]
+            kc.execute_interactive("info = %container_info --json\\nprocs = %container_ps --json\\n"
+                                   "print(json.dumps([info['host']['enforced'], procs]))", timeout=30, output_hook=hook)
+            print(json.dumps([json.loads(reply[0]), big.get("ename"), json.loads(reply[1])]))
         finally:
             kc.stop_channels(); km.shutdown_kernel(now=False)
         """))
@@ -212,6 +216,11 @@ def test_rootless_kernel_through_jupyter_client(user, shared_tmp):
     r = as_user(user, sys.executable, str(script), timeout=120,
                 env={"JUPYTER_PATH": str(prefix / "share/jupyter"), "JUPYTER_RUNTIME_DIR": str(runtime)})
     assert r.returncode == 0, r.stderr[-2000:]
-    uid, uid_map, pid = json.loads(r.stdout.strip().splitlines()[-1])
+    (uid, uid_map, pid), ename, (enforced, procs) = json.loads(r.stdout.strip().splitlines()[-1])
     assert uid == 0 and uid_map[:3] == ["0", str(user.pw_uid), "1"] and pid == 2
+    if "delegated" not in enforced["memory"]:  # the fallback: a MemoryError, the kernel lives on
+        assert ename == "MemoryError"
+        assert "RLIMIT_AS" in enforced["memory"] and "RLIMIT_NPROC" in enforced["pids"]
+    kernel = [p for p in procs if p["pid"] == 2][0]
+    assert kernel["user"] == USER and kernel["uids"] == [user.pw_uid]  # seed note 8: ps from the host
     assert glob.glob(f"/tmp/container-kernel-{user.pw_uid}/container-kernel/*") == []
