@@ -52,15 +52,10 @@ def run_help():
     return "\n".join(lines)
 
 
-def parse_options(argv, flags=("--help", "--print-plan", "--user"), extras=()):
-    """Scan RUN_OPTIONS (plus extra flags and extra valued options) up to the command.
-
-    Returns (values {field: (option, text, parsed)}, set of flags, {extra: text}, command).
-    """
-    from .runtime import spec as S
-
-    by_name = {n: o for o in RUN_OPTIONS for n in o[0]}
-    values, seen, extra, i = {}, set(), {}, 0
+def scan(argv, valued, flags=()):
+    """Split argv into [(option, value or None)] and the rest (the command, after `--`
+    or the first word that is not an option). `--opt value` and `--opt=value` alike."""
+    pairs, i = [], 0
     while i < len(argv):
         arg = argv[i]
         if arg == "--":
@@ -70,29 +65,48 @@ def parse_options(argv, flags=("--help", "--print-plan", "--user"), extras=()):
             break
         name, eq, value = arg.partition("=")
         if name in flags:
-            seen.add(name)
+            pairs.append((name, None))
             i += 1
             continue
-        if name not in by_name and name not in extras:
+        if name not in valued:
             raise usage(f"unknown option {name!r} (see {PROG} --help)")
         if not eq:
             i += 1
             if i >= len(argv):
-                raise usage(f"{name} needs a value ({by_name[name][1] if name in by_name else 'a value'})")
+                raise usage(f"{name} needs a value ({valued[name]})")
             value = argv[i]
+        pairs.append((name, value))
         i += 1
-        if name in extras:
+    return pairs, argv[i:]
+
+
+def parse_options(argv, flags=("--help", "--print-plan", "--user"), extras=()):
+    """Scan RUN_OPTIONS (plus extra flags and extra valued options) up to the command.
+
+    Returns (values {field: (option, text, parsed)}, set of flags, {extra: text}, command).
+    """
+    from .runtime import spec as S
+
+    by_name = {n: o for o in RUN_OPTIONS for n in o[0]}
+    valued = {n: o[1] for n, o in by_name.items()}
+    valued.update((e, "a value") for e in extras)
+    pairs, command = scan(argv, valued, flags)
+    values, seen, extra = {}, set(), {}
+    for name, value in pairs:
+        if value is None:
+            seen.add(name)
+        elif name in extras:
             extra[name] = value
-            continue
-        names, _, field, parser, repeat, _ = by_name[name]
-        parsed = value if parser is None else getattr(S, parser)(value, names[0])
-        if repeat:
-            values.setdefault(field, []).append((names[0], value, parsed))
-        elif field in values:
-            raise usage(f"{names[0]} given twice")
         else:
-            values[field] = (names[0], value, parsed)
-    return values, seen, extra, argv[i:]
+            names, _, field, parser, repeat, _ = by_name[name]
+            parsed = value if parser is None else getattr(S, parser)(value, names[0])
+            if repeat:
+                values.setdefault(field, []).append((names[0], value, parsed))
+            elif field in values:
+                raise usage(f"{names[0]} given twice")
+            else:
+                values[field] = (names[0], value, parsed)
+    return values, seen, extra, command
 
 
 def parse_run(argv):

@@ -90,18 +90,22 @@ class Forwarder:
             return
         self._send(self.peer[s], data)
 
+    def _try_send(self, s, data):
+        """How many bytes went out; None when the connection is gone (then both ends are closed)."""
+        try:
+            return s.send(data)
+        except (BlockingIOError, InterruptedError):
+            return 0
+        except OSError:
+            self._close_pair(s)
+            return None
+
     def _send(self, s, data):
         if s in self.pending:
             self.pending[s] += data
             return
-        try:
-            sent = s.send(data)
-        except (BlockingIOError, InterruptedError):
-            sent = 0
-        except OSError:
-            self._close_pair(s)
-            return
-        if sent < len(data):
+        sent = self._try_send(s, data)
+        if sent is not None and sent < len(data):
             # Backpressure: stop reading the sender until this side drains.
             self.pending[s] = data[sent:]
             self.selector.modify(s, selectors.EVENT_READ | selectors.EVENT_WRITE)
@@ -109,12 +113,8 @@ class Forwarder:
 
     def _flush(self, s):
         data = self.pending.pop(s)
-        try:
-            sent = s.send(data)
-        except (BlockingIOError, InterruptedError):
-            sent = 0
-        except OSError:
-            self._close_pair(s)
+        sent = self._try_send(s, data)
+        if sent is None:
             return
         if sent < len(data):
             self.pending[s] = data[sent:]

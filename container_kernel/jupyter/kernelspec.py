@@ -13,7 +13,7 @@ import sys
 import tempfile
 
 from ..runtime import spec as S
-from ..runtime.errors import usage
+from ..runtime.errors import ContainerError, usage
 
 TEMPLATE = os.path.join(os.path.dirname(__file__), "kernelspec")
 DEFAULT_NAME = "container-python"
@@ -39,33 +39,27 @@ create containers (Docker, Binder); without it the kernel refuses to start there
 
 
 def parse(argv):
-    where, opts, texts, i = None, {}, {}, 0
+    from ..cli import scan
+    valued = {"--prefix": "DIR", "--name": "NAME", "--display-name": "TEXT",
+              **{opt: "a value" for opt in LIMITS}}
+    try:
+        pairs, rest = scan(argv, valued, flags=("--help", "-h", "--user", "--sys-prefix",
+                                                "--allow-unconfined"))
+    except ContainerError as e:
+        raise usage(f"install: {e}") from None
+    if rest:
+        raise usage(f"install: unexpected argument {rest[0]!r} (see container-kernel install --help)")
+    where, opts, texts = None, {}, {}
     name, display, allow = DEFAULT_NAME, None, False
-    while i < len(argv):
-        arg, eq, value = argv[i].partition("=")
+    for arg, value in pairs:
         if arg in ("--help", "-h"):
             return None
-        if arg in ("--user", "--sys-prefix"):
+        if arg in ("--user", "--sys-prefix", "--prefix"):
             if where:
                 raise usage(f"install: {arg} and {where[0]} are exclusive")
-            where = (arg, None)
-            i += 1
-            continue
-        if arg == "--allow-unconfined":
+            where = (arg, os.path.abspath(value) if value else None)
+        elif arg == "--allow-unconfined":
             allow = True
-            i += 1
-            continue
-        if arg not in LIMITS and arg not in ("--prefix", "--name", "--display-name"):
-            raise usage(f"install: unknown option {arg!r} (see container-kernel install --help)")
-        if not eq:
-            i += 1
-            if i >= len(argv):
-                raise usage(f"install: {arg} needs a value")
-            value = argv[i]
-        if arg == "--prefix":
-            if where:
-                raise usage(f"install: --prefix and {where[0]} are exclusive")
-            where = ("--prefix", os.path.abspath(value))
         elif arg == "--name":
             if not value or not all(c.isalnum() or c in "-._" for c in value) or not value.isascii():
                 raise usage(f"install: --name: invalid kernel name {value!r}: use letters, digits, '-', '.', '_'")
@@ -76,7 +70,6 @@ def parse(argv):
             key, parser = LIMITS[arg]
             opts[key] = parser(value, arg)
             texts[arg] = value
-        i += 1
     return where, name, display or DEFAULT_DISPLAY, opts, texts, allow
 
 

@@ -63,3 +63,34 @@ def test_print_plan_creates_nothing():
     assert r.returncode == 0, r.stderr
     assert "pivot-root" in r.stdout and "ro-bind    /usr" in r.stdout
     assert snapshot() == before
+
+
+INSTALL_CASES = [
+    (["--memory", "banana"], ["--memory", "'banana'"]),
+    (["--cpus", "0"], ["--cpus", "'0'"]),
+    (["--bogus"], ["install: unknown option '--bogus'"]),
+    (["--user", "--prefix", "/tmp/x"], ["exclusive"]),
+    (["--name", "bad name"], ["--name", "'bad name'"]),
+    (["--name"], ["--name needs a value"]),
+    (["--network", "bridge"], ["--network", "'bridge'"]),
+    (["extra"], ["unexpected argument 'extra'"]),
+]
+
+
+@pytest.mark.parametrize("args,words", INSTALL_CASES, ids=[" ".join(c[0]) for c in INSTALL_CASES])
+def test_install_bad_input_gets_one_line_and_writes_nothing(tmp_path, args, words):
+    prefix = tmp_path / "prefix"
+    r = ck("install", "--prefix", str(prefix), *args) if "--prefix" not in args else ck("install", *args)
+    assert r.returncode == 2 and r.stdout == "", r.stderr
+    assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+    for w in words:
+        assert w in r.stderr, (w, r.stderr)
+    assert not prefix.exists()
+
+
+def test_kernel_without_a_connection_file_is_a_usage_error():
+    r = ck("kernel", "--memory", "64M")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1
+    assert "-f CONNECTION_FILE is required" in r.stderr
+    r = ck("kernel", "-f", "/nonexistent/kernel.json")
+    assert r.returncode == 2 and "cannot read the connection file" in r.stderr
