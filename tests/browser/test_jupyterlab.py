@@ -134,3 +134,16 @@ def test_container_kernel_in_jupyterlab(page):
         text1 = cell.locator(".jp-OutputArea").first.inner_text()
     assert text1 != text0, "the monitor did not update"
     page.screenshot(path=os.path.join(SHOTS, "container_monitor.png"), full_page=True)
+
+    # Interrupt from the toolbar's stop button: a busy loop ends in KeyboardInterrupt within 1 s.
+    cells = page.locator(".jp-Notebook .jp-Cell")
+    cell = cells.nth(cells.count() - 1)
+    cell.locator(".cm-content").click()
+    page.keyboard.insert_text("while True: pass")
+    page.keyboard.press("Shift+Enter")
+    page.wait_for_selector(f'.jp-StatusBar-Widget >> text="{DISPLAY} | Busy"', timeout=30000)
+    time.sleep(0.5)
+    t0 = time.monotonic()
+    page.locator('.jp-Toolbar [data-command="notebook:interrupt-kernel"]').first.click()
+    cell.locator("text=KeyboardInterrupt").first.wait_for(timeout=10000)
+    assert time.monotonic() - t0 < 1.0 + 0.5  # 1 s, plus the browser's own round trips
