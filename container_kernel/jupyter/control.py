@@ -28,7 +28,7 @@ from ..runtime import cgroups, namespaces, procfs
 from ..runtime import spec as S
 from ..runtime.errors import ContainerError
 
-ENV = "CK_CONTROL"
+from .launch import CONTROL_ENV as ENV  # where the kernel finds our socket
 MAX_LINE = 64 * 1024   # a request is a few hundred bytes: anything longer is refused
 MAX_REPLY = 16 << 20   # a reply (ps of many processes) may be long, but not without end
 TIMEOUT = 5.0          # seconds a client may take to send its line (one at a time is served)

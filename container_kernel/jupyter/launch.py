@@ -14,7 +14,7 @@ It is the container launcher for one ipykernel:
 
 import json
 import os
-import signal
+import _signal  # the C module under signal: no enum import on the start path
 import sys
 
 from .. import cli
@@ -22,14 +22,13 @@ from ..runtime import launcher, mounts
 from ..runtime import spec as S
 from ..runtime import syscalls as sc
 from ..runtime.errors import RUNTIME, ContainerError, usage
-from . import control
 
 KERNEL_FLAGS = ("--allow-unconfined",)
 KERNEL_EXTRAS = ("-f", "--resource-dir")
 # What ipykernel itself reads from the environment, passed on when set.
 PASS_ENV = ("JPY_SESSION_NAME",)
-SIGNAL_NAMES = {int(s): s.name for s in signal.Signals}
 STATUS = "status"
+CONTROL_ENV = "CK_CONTROL"  # control.ENV: where the kernel finds the launcher's control socket
 
 
 def exit_record_path(connection_file):
@@ -38,11 +37,13 @@ def exit_record_path(connection_file):
 
 def describe_exit(code, oom_kills, limit, peak):
     """The notice the next kernel shows; None for a normal exit."""
+    import signal
+    names = {int(s): s.name for s in signal.Signals}
     if oom_kills and code == 128 + signal.SIGKILL:
         return (f"The previous kernel was killed by the OOM killer: memory limit "
                 f"{S.human_bytes(limit)} reached (peak {S.human_bytes(peak)}).")
-    if code > 128 and code - 128 in SIGNAL_NAMES:
-        return f"The previous kernel died: killed by signal {code - 128} ({SIGNAL_NAMES[code - 128]})."
+    if code > 128 and code - 128 in names:
+        return f"The previous kernel died: killed by signal {code - 128} ({names[code - 128]})."
     if code != 0:
         return f"The previous kernel died: it exited with code {code}."
     return None
@@ -92,7 +93,7 @@ def cmd_kernel(argv):
 
     # Die with the Jupyter server: SIGTERM, so we still clean up (forwarded to the kernel).
     parent = os.getppid()
-    sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGTERM)
+    sc.prctl(sc.PR_SET_PDEATHSIG, _signal.SIGTERM)
     if os.getppid() != parent:
         return RUNTIME
 
@@ -134,7 +135,7 @@ def cmd_kernel(argv):
     env.append(("JPY_PARENT_PID", "1"))
     # The launcher's control socket (control.py), for the magics: beside the kernel's sockets.
     control_path = os.path.join(sockets, f"control-{cid}.sock")
-    spec = cli.build_spec(values, command, volumes=volumes, env=env + [(control.ENV, control_path)],
+    spec = cli.build_spec(values, command, volumes=volumes, env=env + [(CONTROL_ENV, control_path)],
                           cwd=cwd, cid=cid)
 
     container = launcher.Container(spec, memory_above_start=True)
@@ -156,6 +157,7 @@ def cmd_kernel(argv):
                       for ch in CHANNELS]
             forwarder = Forwarder(routes).start()
         try:  # a thread, so only now: the stages are forked
+            from . import control  # imported while the kernel starts inside, not before
             server = control.ControlServer(container, ceiling, control_path).start()
         except OSError as e:  # the kernel runs on; its magics say they cannot reach us
             os.write(2, f"container-kernel: kernel {cid}: no control socket: {e}\n".encode())
