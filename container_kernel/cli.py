@@ -34,6 +34,8 @@ RUN_OPTIONS = (
     (("--volume", "-v"), "SRC:DST[:ro]", "volumes", "parse_volume", True, "bind a host path"),
     (("--env", "-e"), "NAME=VALUE", "env", "parse_env", True, "set an environment variable"),
     (("--workdir", "-w"), "DIR", "cwd", None, False, "working directory inside (default /)"),
+    (("--cap-add",), "CAP", "cap_add", None, True, "keep a capability beyond docker's default set"),
+    (("--cap-drop",), "CAP", "cap_drop", None, True, "drop a capability (ALL: every one)"),
     (("--name",), "ID", "id", None, False, "container id (default: 12 random hex digits)"),
 )
 RUN_FLAGS = (("--print-plan", "print the mount steps and namespaces, create nothing"),
@@ -156,7 +158,10 @@ def build_spec(values, command, volumes=(), env=(), cwd=None, cid=None, keep_id=
         uid, gid = os.geteuid(), os.getegid()
     home = "/root" if uid == 0 else "/home/user"
     env = S.default_env(hostname, home, [p for _, _, p in values.get("env", ())] + list(env))
-    process = S.Process(tuple(command), env, cwd, uid, gid)
+    from .runtime import capabilities as C
+    caps = C.kept(C.parse([v for _, v, _ in values.get("cap_add", ())], "--cap-add"),
+                  C.parse([v for _, v, _ in values.get("cap_drop", ())], "--cap-drop"))
+    process = S.Process(tuple(command), env, cwd, uid, gid, (), caps)
     spec = S.Spec(
         id=cid, hostname=hostname, rootfs=get("rootfs", "host"), namespaces=tuple(namespaces),
         network=get("network", "none"),

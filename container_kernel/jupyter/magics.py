@@ -27,19 +27,13 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 
 from ..runtime import cgroups, idmap, procfs
+from ..runtime.capabilities import NAMES as CAPABILITIES
 from ..runtime import spec as S
 from ..runtime.errors import ContainerError
 from ..runtime.namespaces import KINDS, inodes
 from . import control, extension
 
 # Capability numbers -> names (linux/capability.h), to decode CapEff.
-CAPABILITIES = (
-    "chown", "dac_override", "dac_read_search", "fowner", "fsetid", "kill", "setgid", "setuid",
-    "setpcap", "linux_immutable", "net_bind_service", "net_broadcast", "net_admin", "net_raw",
-    "ipc_lock", "ipc_owner", "sys_module", "sys_rawio", "sys_chroot", "sys_ptrace", "sys_pacct",
-    "sys_admin", "sys_boot", "sys_nice", "sys_resource", "sys_time", "sys_tty_config", "mknod",
-    "lease", "audit_write", "audit_control", "setfcap", "mac_override", "mac_admin", "syslog",
-    "wake_alarm", "block_suspend", "audit_read", "perfmon", "bpf", "checkpoint_restore")
 SECCOMP = {"0": "disabled", "1": "strict", "2": "filter"}
 SANDBOX_KEYS = {"memory": ("memory", "memory"), "cpu": ("cpus", "cpu"), "cpus": ("cpus", "cpu"),
                 "pids": ("pids", "pids")}

@@ -82,6 +82,9 @@ def _spawn(process, pass_fds):
                 import resource
                 for which, soft, hard in process.rlimits:
                     resource.setrlimit(which, (soft, hard))
+            from . import capabilities
+            capabilities.restrict(capabilities.DEFAULT if process.capabilities is None
+                                  else process.capabilities)
             if process.gid != 0 or process.uid != 0:
                 if _setgroups_allowed():  # a rootless map denies it (CVE-2014-8989, see idmap)
                     os.setgroups([])

@@ -45,9 +45,11 @@ class Resources(namedtuple("Resources", "memory memory_swap cpus pids io_read_bp
         return any(v not in (None, ()) for v in self)
 
 
-class Process(namedtuple("Process", "args env cwd uid gid rlimits", defaults=((), "/", 0, 0, ()))):
+class Process(namedtuple("Process", "args env cwd uid gid rlimits capabilities",
+                         defaults=((), "/", 0, 0, (), None))):
     """The payload run as PID 2. env is a tuple of (name, value): built, never inherited.
-    rlimits: ((RLIMIT_*, soft, hard), ...), the rootless fallback for cgroup limits."""
+    rlimits: ((RLIMIT_*, soft, hard), ...), the rootless fallback for cgroup limits.
+    capabilities: the names it keeps (None: capabilities.DEFAULT)."""
     __slots__ = ()
 
 

@@ -30,6 +30,7 @@ CASES = [
     (["--volume", "/nonexistent-ck:/x", "--", "true"], 2, ["--volume", "does not exist"]),
     (["--rootfs", "/nonexistent-rootfs", "--", "true"], 2, ["--rootfs", "'/nonexistent-rootfs'"]),
     (["--bogus", "--", "true"], 2, ["unknown option", "'--bogus'"]),
+    (["--cap-add", "superpower", "--", "true"], 2, ["--cap-add", "'superpower'", "SYS_ADMIN"]),
     (["--memory"], 2, ["--memory needs a value"]),
     ([], 2, ["no command given"]),
     (["--memory", "64M"], 2, ["no command given"]),

@@ -165,3 +165,29 @@ def test_read_limit_is_written_to_the_cgroup():
     out = r.stdout.strip()
     assert out.startswith(f"{disk[0]}:{disk[1]} ")
     assert str(10 * 2**20) in out
+
+
+def test_root_inside_cannot_lift_its_own_limits():
+    """The cgroup files are read-only, and the capabilities that could change that are gone."""
+    r = ck("run", "--memory", "64M", "--", *py(READ_CGROUP, """
+        import ctypes, errno, os
+        libc = ctypes.CDLL(None, use_errno=True)
+        out = []
+        for target in ('/sys/fs/cgroup', '/sys/fs/cgroup/memory'):
+            if os.path.ismount(target):   # v1 has both; v2 only the first
+                rc = libc.mount(None, target.encode(), None, 32, None)  # MS_REMOUNT, read-write
+                out.append(errno.errorcode[ctypes.get_errno()] if rc else 'remounted!')
+        for name in ('memory.max', 'memory/memory.limit_in_bytes'):
+            path = '/sys/fs/cgroup/' + name
+            if os.path.exists(path):
+                try:
+                    open(path, 'w').write('max')
+                    out.append('wrote!')
+                except OSError as e:
+                    out.append(errno.errorcode[e.errno])
+        rc = libc.mount(b'cgroup', b'/tmp', b'cgroup2', 0, None)
+        out.append(errno.errorcode[ctypes.get_errno()] if rc else 'mounted!')
+        print(' '.join(sorted(set(out))))
+        """))
+    assert r.returncode == 0, r.stderr
+    assert "!" not in r.stdout and set(r.stdout.split()) <= {"EPERM", "EROFS", "EACCES"}, r.stdout

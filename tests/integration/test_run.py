@@ -147,7 +147,7 @@ def test_no_mount_propagates_shared():
 
 
 def test_a_mount_made_inside_does_not_appear_on_the_host():
-    p = start("run", "--", *py("""
+    p = start("run", "--cap-add", "SYS_ADMIN", "--", *py("""
         import ctypes, os, time
         os.mkdir('/tmp/inside-mount')
         libc = ctypes.CDLL(None, use_errno=True)
@@ -362,3 +362,13 @@ def test_30_runs_a_third_sigkilled_leave_nothing(tmp_path):
     assert ck("run", "--", "true").returncode == 0
     assert leftovers() == []
     assert killed == 10
+
+
+def test_the_payload_keeps_only_dockers_default_capabilities():
+    from container_kernel.runtime import capabilities
+    inside = probe()
+    kept = capabilities.names_of(inside["cap_eff"])
+    assert kept == [n for n in capabilities.NAMES if n in capabilities.DEFAULT]
+    assert "sys_admin" not in kept and "mknod" not in kept
+    added = capabilities.names_of(probe("--cap-add", "SYS_ADMIN", "--cap-drop", "chown")["cap_eff"])
+    assert "sys_admin" in added and "chown" not in added
