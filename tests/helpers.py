@@ -115,3 +115,22 @@ def kill_tree(proc):
     if proc.poll() is None:
         proc.send_signal(signal.SIGKILL)
     proc.wait(10)
+
+
+# Python for inside a container: fork sleeping children until fork fails, print
+# "ERRNO_NAME NUMBER_FORKED", then kill and reap them (the pids limit tests).
+FORK_UNTIL_REFUSED = """
+import errno, os, time
+kids, err = [], None
+for _ in range(40):
+    try:
+        pid = os.fork()
+    except OSError as e:
+        err = errno.errorcode[e.errno]; break
+    if pid == 0:
+        time.sleep(5); os._exit(0)
+    kids.append(pid)
+print(err, len(kids))
+for k in kids:
+    os.kill(k, 9); os.waitpid(k, 0)
+"""

@@ -8,7 +8,7 @@ import textwrap
 import pytest
 
 from container_kernel.runtime import spec as S
-from tests.helpers import ck, requires_cgroups
+from tests.helpers import FORK_UNTIL_REFUSED, ck, requires_cgroups
 
 pytestmark = requires_cgroups
 
@@ -66,21 +66,7 @@ def test_memory_limit_is_in_the_cgroup_and_swap_is_no_escape():
 
 
 def test_pids_limit_makes_fork_fail_with_eagain_and_exits_cleanly():
-    r = ck("run", "--pids", "20", "--", *py("""
-        import os, errno, time
-        kids, err = [], None
-        for _ in range(40):
-            try:
-                pid = os.fork()
-            except OSError as e:
-                err = errno.errorcode[e.errno]; break
-            if pid == 0:
-                time.sleep(5); os._exit(0)
-            kids.append(pid)
-        print(err, len(kids))
-        for k in kids:
-            os.kill(k, 9); os.waitpid(k, 0)
-        """))
+    r = ck("run", "--pids", "20", "--", *py(FORK_UNTIL_REFUSED))
     assert r.returncode == 0, r.stderr
     err, n = r.stdout.split()
     assert err == "EAGAIN"
