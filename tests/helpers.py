@@ -134,3 +134,14 @@ print(err, len(kids))
 for k in kids:
     os.kill(k, 9); os.waitpid(k, 0)
 """
+
+
+def whole_disk(path):
+    """(MAJ, MIN) of the whole disk holding path (throttles take whole disks), or None
+    where there is no block device under it (tmpfs, overlay, 9p)."""
+    from container_kernel.runtime import spec
+    st = os.stat(path)
+    major, minor = os.major(st.st_dev), os.minor(st.st_dev)
+    if major == 0 or not os.path.exists(f"/sys/dev/block/{major}:{minor}"):
+        return None
+    return spec.block_device(f"{major}:{minor}", "whole_disk")

@@ -15,6 +15,7 @@ import pytest
 from container_kernel.runtime import cgroups
 from container_kernel.runtime.errors import ContainerError
 from container_kernel.runtime.spec import IOLimit, Resources
+from tests.helpers import whole_disk
 
 MiB = 1 << 20
 
@@ -33,29 +34,6 @@ def cg():
     finally:
         left = [d for d in cg.paths().values() if os.path.exists(d)]
         assert not left, f"cgroups left behind: {left}"
-
-
-@pytest.fixture
-def procs():
-    """Processes a test starts; killed by PID whatever happens."""
-    started = []
-    yield started
-    for p in started:
-        if p.poll() is None:
-            os.kill(p.pid, signal.SIGKILL)
-        p.wait()
-
-
-def whole_disk(path):
-    """MAJ:MIN of the disk holding path (the throttle applies to whole disks), or None."""
-    st = os.stat(path)
-    sys_dev = f"/sys/dev/block/{os.major(st.st_dev)}:{os.minor(st.st_dev)}"
-    if not os.path.exists(sys_dev):
-        return None  # tmpfs, overlay...: no block device
-    if os.path.exists(sys_dev + "/partition"):
-        sys_dev = os.path.join(os.path.realpath(sys_dev), "..")
-    with open(sys_dev + "/dev") as f:
-        return tuple(int(x) for x in f.read().split(":"))
 
 
 def cat(cg, controller, name):

@@ -25,6 +25,7 @@ import pytest
 from container_kernel.runtime import cgroups
 from container_kernel.runtime.errors import ContainerError
 from container_kernel.runtime.spec import IOLimit, Resources
+from tests.helpers import whole_disk
 
 MiB = 1 << 20
 WANTED = ("memory", "cpu", "pids", "io")
@@ -47,29 +48,6 @@ def cg():
         cg.destroy()
     finally:
         assert not os.path.exists(cg.path), f"cgroup left behind: {cg.path}"
-
-
-@pytest.fixture
-def procs():
-    """Processes a test starts; killed by PID whatever happens."""
-    started = []
-    yield started
-    for p in started:
-        if p.poll() is None:
-            os.kill(p.pid, signal.SIGKILL)
-        p.wait()
-
-
-def whole_disk(path):
-    """MAJ:MIN of the disk holding path (io.max takes whole disks), or None."""
-    st = os.stat(path)
-    sys_dev = f"/sys/dev/block/{os.major(st.st_dev)}:{os.minor(st.st_dev)}"
-    if not os.path.exists(sys_dev):
-        return None  # tmpfs, overlay, 9p...: no block device
-    if os.path.exists(sys_dev + "/partition"):
-        sys_dev = os.path.join(os.path.realpath(sys_dev), "..")
-    with open(sys_dev + "/dev") as f:
-        return tuple(int(x) for x in f.read().split(":"))
 
 
 def cat(path, name=None):

@@ -7,8 +7,7 @@ import textwrap
 
 import pytest
 
-from container_kernel.runtime import spec as S
-from tests.helpers import FORK_UNTIL_REFUSED, ck, requires_cgroups
+from tests.helpers import FORK_UNTIL_REFUSED, ck, requires_cgroups, whole_disk
 
 pytestmark = requires_cgroups
 
@@ -95,17 +94,9 @@ def test_cpu_quota_half_a_core_measured_by_the_cgroup():
     assert 0.45 <= ratio <= 0.55, ratio
 
 
-def _whole_disk_under(path):
-    st = os.stat(path)
-    major, minor = os.major(st.st_dev), os.minor(st.st_dev)
-    if major == 0 or not os.path.exists(f"/sys/dev/block/{major}:{minor}"):
-        return None  # tmpfs, overlay, 9p...: no block device to throttle
-    return S.block_device(f"{major}:{minor}", "--io-write-bps")
-
-
 def test_io_write_limit_on_a_real_block_device(tmp_path_factory):
     base = "/var/tmp"
-    disk = _whole_disk_under(base)
+    disk = whole_disk(base)
     if disk is None:
         pytest.skip(f"{base} is not on a real block device here: the write rate cannot be measured")
     work = tmp_path_factory.mktemp("io", numbered=True)
@@ -138,7 +129,7 @@ def test_io_write_limit_on_a_real_block_device(tmp_path_factory):
 
 
 def test_read_limit_is_written_to_the_cgroup():
-    disk = _whole_disk_under("/usr")
+    disk = whole_disk("/usr")
     if disk is None:
         pytest.skip("/usr is not on a real block device here")
     r = ck("run", "--io-read-bps", f"{disk[0]}:{disk[1]}:10M", "--", *py(READ_CGROUP, """

@@ -16,7 +16,7 @@ import pytest
 from jupyter_client import KernelManager
 
 from container_kernel.jupyter.magics import capabilities
-from tests.helpers import CK, children, host_ns, leftovers
+from tests.helpers import CK, children, host_ns, leftovers, whole_disk
 from tests.jupyter.test_kernel import kernel, run
 
 MiB = 1 << 20
@@ -202,12 +202,6 @@ def test_cgroup_set_memory_kills_a_subprocess_and_the_kernel_survives(kernel_pre
         assert stats["memory"]["oom_kills"] >= 1
 
 
-def workspace_disk(path):
-    st = os.stat(path)
-    major, minor = os.major(st.st_dev), os.minor(st.st_dev)
-    return (major, minor) if major and os.path.exists(f"/sys/dev/block/{major}:{minor}") else None
-
-
 def test_cgroup_set_refuses_above_the_ceiling_and_max_returns_to_it(kernel_prefix, tmp_path):
     with kernel(CEIL, tmp_path) as (km, kc):
         paths = info_of(kc)["cgroup"]["paths"]
@@ -237,7 +231,7 @@ def test_cgroup_set_refuses_above_the_ceiling_and_max_returns_to_it(kernel_prefi
         run(kc, "%cgroup_set pids max")
         assert cgroup_file(paths, "pids", "pids.max") == "100"
         reply, out = run(kc, "%cgroup_set io write 10M/s")
-        if workspace_disk(tmp_path) is None:  # e.g. the v2 VM's overlay /tmp: said, not faked
+        if whole_disk(tmp_path) is None:  # e.g. the v2 VM's overlay /tmp: said, not faked
             assert "no block device" in out["stderr"] and "name a disk" in out["stderr"]
             return
         assert reply["status"] == "ok", out
