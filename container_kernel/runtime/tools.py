@@ -116,13 +116,22 @@ def features(f):
     return out
 
 
+def _json_or_help(command, argv, about):
+    """The one argument doctor and ps take: "json", "help" (printed here) or "text"."""
+    if argv == ["--json"]:
+        return "json"
+    if argv == []:
+        return "text"
+    if "--help" in argv:
+        print(f"usage: container-kernel {command} [--json]\n\n{about}")
+        return "help"
+    bad = next((a for a in argv if a != "--json"), argv[-1])
+    raise usage(f"{command}: unknown argument {bad!r}: use --json or nothing")
+
+
 def cmd_doctor(argv):
-    if argv not in ([], ["--json"]):
-        if "--help" in argv:
-            print("usage: container-kernel doctor [--json]\n\nWhat this host allows, tried in throw-away processes.")
-            return 0
-        bad = next((a for a in argv if a != "--json"), argv[-1])
-        raise usage(f"doctor: unknown argument {bad!r}: use --json or nothing")
+    if _json_or_help("doctor", argv, "What this host allows, tried in throw-away processes.") == "help":
+        return 0
     f = probe_host()
     feats = features(f)
     if argv == ["--json"]:
@@ -169,12 +178,8 @@ def containers(run_base=None):
 
 
 def cmd_ps(argv):
-    if argv not in ([], ["--json"]):
-        if "--help" in argv:
-            print("usage: container-kernel ps [--json]\n\nRunning containers, their host PIDs, limits and usage.")
-            return 0
-        bad = next((a for a in argv if a != "--json"), argv[-1])
-        raise usage(f"ps: unknown argument {bad!r}: use --json or nothing")
+    if _json_or_help("ps", argv, "Running containers, their host PIDs, limits and usage.") == "help":
+        return 0
     items = containers()
     if argv == ["--json"]:
         json.dump(items, sys.stdout, indent=1)
