@@ -1,0 +1,68 @@
+"""The IPython extension `container_kernel`: loaded at start in the container kernel.
+
+It tells the user what they would otherwise not know:
+- why the previous kernel died (the launcher left a record: OOM killer, signal,
+  exit code), at the first execution;
+- that the kernel is NOT contained, when a kernelspec allowed degraded mode,
+  at start, at the first execution and in every %container_info;
+- in any other kernel (`%load_ext container_kernel`), that this project does not
+  contain it, and which container does if it can tell (Docker on Binder, say).
+The magics and widgets (see magics.py) are registered here too.
+"""
+
+import os
+import sys
+
+from .. import protocol
+from ..runtime import procfs
+from . import facts, magics
+
+_state = {}
+
+
+def _first_execution(*args):
+    ip = _state.get("ip")
+    if ip is not None:
+        ip.events.unregister("pre_run_cell", _first_execution)
+    notices = [os.environ.get(protocol.PREVIOUS_EXIT_ENV),
+               facts.unconfined_reason() and facts.warning_banner()]
+    for notice in notices:
+        if notice:
+            print(notice, file=sys.stderr)
+
+
+def limit_address_space():
+    """The rootless memory fallback for a kernel: RLIMIT_AS, counted from now.
+
+    ipykernel maps ~800 MB of address space (thread stacks, malloc arenas) before
+    any cell runs, so the launcher cannot set the limit at exec; here, once
+    started, the kernel allows itself the limit above what it already maps."""
+    above = os.environ.get(protocol.RLIMIT_AS_ENV)
+    if not above:
+        return None
+    import resource
+    size = int(procfs.status_field("VmSize").split()[0]) * 1024  # "812345 kB"
+    limit = size + int(above)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    return limit
+
+
+def load(ip):
+    _state["ip"] = ip
+    limit_address_space()
+    if os.environ.get(protocol.PREVIOUS_EXIT_ENV) or facts.unconfined_reason():
+        ip.events.register("pre_run_cell", _first_execution)
+    if facts.unconfined_reason():
+        print(facts.warning_banner(), file=sys.__stderr__)
+    elif not facts.in_container():  # %load_ext in some other kernel: say so where it was typed
+        outer = facts.outer_container()
+        print(f"container_kernel: {facts.warning_banner()}"
+              + (f" It runs inside another container: {outer}." if outer else ""))
+    magics.register(ip)
+
+
+def unload(ip):
+    try:
+        ip.events.unregister("pre_run_cell", _first_execution)
+    except ValueError:
+        pass

@@ -1,0 +1,153 @@
+"""`container-kernel install`: write a kernelspec, like `ipykernel install`; and read one back.
+
+kernel.json's argv runs the container launcher itself, so a client that ignores
+kernel provisioners (VS Code, older clients) still gets a contained kernel; its
+metadata names our provisioner for the clients that use them. The argv is the
+one source of truth for the kernel's options: install writes them there, and the
+kernel launcher, the provisioner and %container_info's ceiling all read them
+from there (read_argv). The limits in a kernelspec are the admin's ceiling:
+%cgroup_set can move below it, never above.
+"""
+
+import json
+import os
+import sys
+from collections import namedtuple
+
+from ..runtime import spec as S
+from ..runtime.errors import ContainerError, usage
+from ..runtime.options import parse_options, scan
+
+TEMPLATE = os.path.join(os.path.dirname(__file__), "resources")
+DEFAULT_NAME = "container-python"
+DEFAULT_DISPLAY = "Python 3 (container)"
+
+# The `run` options a kernelspec may carry (parsed by the same spec.PARSERS).
+OPTIONS = {"--memory": "memory", "--cpus": "cpus", "--pids": "pids", "--network": "network",
+           "--rootfs": "rootfs", "--hostname": "hostname"}
+ALLOW_UNCONFINED = "--allow-unconfined"
+# What jupyter_client substitutes; the launcher's own arguments after the options.
+LAUNCHER_ARGS = ("--resource-dir", "-f")
+HELP = """usage: container-kernel install [--user | --sys-prefix | --prefix DIR] [--name NAME]
+         [--display-name TEXT] [--memory SIZE] [--cpus N] [--pids N] [--network none|host]
+         [--rootfs host|DIR] [--hostname H] [--allow-unconfined]
+
+Install the container kernel's kernelspec (default name container-python, shown as
+"Python 3 (container)"). The limits are the ceiling %cgroup_set can never exceed.
+--allow-unconfined lets the kernel start, loudly NOT contained, on hosts that cannot
+create containers (Docker, Binder); without it the kernel refuses to start there."""
+
+
+def parse(argv):
+    valued = {"--prefix": "DIR", "--name": "NAME", "--display-name": "TEXT",
+              **{opt: "a value" for opt in OPTIONS}}
+    try:
+        pairs, rest = scan(argv, valued, flags=("--help", "-h", "--user", "--sys-prefix",
+                                                "--allow-unconfined"))
+    except ContainerError as e:
+        raise usage(f"install: {e}") from None
+    if rest:
+        raise usage(f"install: unexpected argument {rest[0]!r} (see container-kernel install --help)")
+    where, texts = None, {}
+    name, display, allow = DEFAULT_NAME, None, False
+    for arg, value in pairs:
+        if arg in ("--help", "-h"):
+            return None
+        if arg in ("--user", "--sys-prefix", "--prefix"):
+            if where:
+                raise usage(f"install: {arg} and {where[0]} are exclusive")
+            where = (arg, os.path.abspath(value) if value else None)
+        elif arg == "--allow-unconfined":
+            allow = True
+        elif arg == "--name":
+            if not value or not all(c.isalnum() or c in "-._" for c in value) or not value.isascii():
+                raise usage(f"install: --name: invalid kernel name {value!r}: use letters, digits, '-', '.', '_'")
+            name = value.lower()
+        elif arg == "--display-name":
+            display = value
+        else:
+            texts[arg] = value
+    # Checked now with the launcher's own parsers: a bad value fails here, not at every start.
+    S.parse_options({OPTIONS[arg]: (arg, value) for arg, value in texts.items()})
+    return where, name, display or DEFAULT_DISPLAY, texts, allow
+
+
+def kernel_json(display, texts, allow):
+    with open(os.path.join(TEMPLATE, "kernel.json")) as f:
+        spec = json.load(f)
+    options = [x for arg, value in texts.items() for x in (arg, value)]
+    if allow:
+        options.append(ALLOW_UNCONFINED)
+    argv = []
+    for a in spec["argv"]:
+        argv += [sys.executable] if a == "@PYTHON@" else options if a == "@OPTIONS@" else [a]
+    spec["argv"] = argv
+    spec["display_name"] = display
+    return spec
+
+
+class KernelArgs(namedtuple("KernelArgs", "options allow_unconfined connection_file resource_dir")):
+    """The kernel launcher's argv, read: options ({field: (option, text)}, as spec.build
+    takes them), allow_unconfined, and its own -f / --resource-dir (None if absent)."""
+    __slots__ = ()
+
+
+def read_argv(argv):
+    """`kernel [OPTIONS] [--allow-unconfined] --resource-dir DIR -f FILE` -> KernelArgs.
+
+    argv is what follows "kernel" in kernel.json's argv (the template, {connection_file}
+    unsubstituted, for the provisioner; the real one for the launcher)."""
+    try:
+        options, flags, extra, rest = parse_options(argv, flags=(ALLOW_UNCONFINED,),
+                                                    extras=LAUNCHER_ARGS)
+    except ContainerError as e:
+        raise usage(f"kernel: {e}") from None
+    if rest:
+        raise usage(f"kernel: unexpected argument {rest[0]!r}: the kernel's command is ipykernel")
+    return KernelArgs(options, ALLOW_UNCONFINED in flags, extra.get("-f"), extra.get("--resource-dir"))
+
+
+def kernel_argv(argv):
+    """kernel.json's whole argv -> what follows its "kernel" word."""
+    for i in range(len(argv) - 1):
+        if argv[i:i + 2] == ["container_kernel", "kernel"]:
+            return argv[i + 2:]
+    raise usage(f"not a container-kernel kernelspec argv: {' '.join(argv)[:120]!r}")
+
+
+def install(argv):
+    parsed = parse(argv)
+    if parsed is None:
+        print(HELP)
+        return None
+    where, name, display, texts, allow = parsed
+    import shutil
+    import tempfile
+    from jupyter_client.kernelspec import KernelSpecManager
+    with tempfile.TemporaryDirectory(prefix="container-kernel-spec-") as tmp:
+        for logo in ("logo-32x32.png", "logo-64x64.png"):
+            shutil.copy(os.path.join(TEMPLATE, logo), tmp)
+        with open(os.path.join(tmp, "kernel.json"), "w") as f:
+            json.dump(kernel_json(display, texts, allow), f, indent=1)
+        # install_kernel_spec copies modes: a 0700 temp dir would hide a system-wide
+        # kernelspec from every user but root.
+        os.chmod(tmp, 0o755)
+        for name_ in os.listdir(tmp):
+            os.chmod(os.path.join(tmp, name_), 0o644)
+        kw = {"user": where and where[0] == "--user",
+              "prefix": sys.prefix if where and where[0] == "--sys-prefix" else where and where[1]}
+        if not where and os.geteuid() != 0:
+            kw["user"] = True  # like ipykernel: a user cannot write the system dir
+        try:
+            dest = KernelSpecManager().install_kernel_spec(tmp, name, replace=True, **kw)
+        except OSError as e:
+            raise usage(f"install: cannot write the kernelspec: {e.strerror} ({e.filename}); "
+                        "try --user or --sys-prefix")
+    return dest
+
+
+def cmd_install(argv):
+    dest = install(argv)
+    if dest:
+        print(f"Installed kernelspec {os.path.basename(dest)} in {dest}")
+    return 0

@@ -1,0 +1,225 @@
+"""`container-kernel kernel ... -f CONNECTION_FILE`: what kernel.json's argv runs.
+
+It is the container launcher for one ipykernel, in four steps:
+- prepare: read the argv (kernelspec.read_argv, the kernelspec's one source of
+  truth) and the connection file, choose the sockets, build the kernel's Spec.
+  The connection crosses the network namespace over ZeroMQ ipc sockets in a
+  socket dir bound into the container (no proxy); a client that wrote a TCP
+  connection file gets a byte relay from its TCP ports (relay.py). The notebook's
+  directory (our cwd) is bound read-write at the same path, and the environment
+  is built: only what the kernel needs, and what the kernelspec's "env" names.
+- start: create the container (or, where the kernelspec allows it and the host
+  cannot contain, exec a plain kernel, loudly NOT contained);
+- serve: the relay and the control server (control.py) for the magics;
+- finish: wait; when the kernel died for a reason of its own (OOM killer, a
+  signal, an exit code) leave a one-line record beside the connection file that
+  the next kernel of the same connection shows at its first execution; clean up.
+"""
+
+import json
+import os
+import _signal  # the C module under signal: no enum import on the start path
+import sys
+from collections import namedtuple
+
+from .. import protocol as P
+from ..runtime import launcher, mounts, rundir
+from ..runtime import spec as S
+from ..runtime import syscalls as sc
+from ..runtime.errors import RUNTIME, ContainerError, usage
+from ..runtime.paths import under
+from . import kernelspec
+
+# What ipykernel itself reads from the environment, passed on when set.
+PASS_ENV = ("JPY_SESSION_NAME",)
+STATUS = "status"
+
+
+class Prepared(namedtuple("Prepared", "args spec env conn inner sockets own_sockets inner_file "
+                          "record control_path")):
+    """What prepare() decided. env: what passes into the kernel beyond the spec's defaults;
+    own_sockets: the socket dir is ours (a TCP client), not the provisioner's; record: the
+    exit record's path; inner: the connection the kernel binds inside (ipc)."""
+    __slots__ = ()
+
+
+def exit_record_path(connection_file):
+    return os.path.splitext(connection_file)[0] + ".container-exit"
+
+
+def describe_exit(code, memory):
+    """The notice the next kernel shows (memory: the cgroup's final Memory stats, or
+    None); None for a normal exit."""
+    import signal
+    names = {int(s): s.name for s in signal.Signals}
+    if memory and memory.oom_kills and code == 128 + signal.SIGKILL:
+        return (f"The previous kernel was killed by the OOM killer: memory limit "
+                f"{S.human_bytes(memory.limit)} reached (peak {S.human_bytes(memory.peak or memory.usage)}).")
+    if code > 128 and code - 128 in names:
+        return f"The previous kernel died: killed by signal {code - 128} ({names[code - 128]})."
+    if code != 0:
+        return f"The previous kernel died: it exited with code {code}."
+    return None
+
+
+def socket_dir(run_base, name):
+    """A short directory for the ipc sockets: unix socket paths must stay <= 107 bytes."""
+    path = os.path.join(run_base, name)
+    if len(os.path.join(path, "k-65535")) > 107:  # sun_path is 108 bytes with its NUL
+        raise ContainerError(f"the socket dir {path!r} is too long for unix socket paths "
+                             "(107 bytes at most): set XDG_RUNTIME_DIR to a shorter dir")
+    rundir.make_run_base(run_base)
+    os.mkdir(path, 0o700)
+    rundir.write_owner(path)
+    return path
+
+
+def kernelspec_env_names(resource_dir):
+    """The variables the kernelspec's "env" sets: the only host values that pass in."""
+    try:
+        with open(os.path.join(resource_dir, "kernel.json")) as f:
+            return list(json.load(f).get("env") or {})
+    except (OSError, ValueError, TypeError):
+        return []
+
+
+# ---- prepare ---------------------------------------------------------------------------------
+
+def prepare(argv):
+    args = kernelspec.read_argv(argv)
+    if not args.connection_file:
+        raise usage("kernel: -f CONNECTION_FILE is required (kernel.json passes {connection_file})")
+    connection_file = os.path.abspath(args.connection_file)
+    try:
+        with open(connection_file) as f:
+            conn = json.load(f)
+    except (OSError, ValueError) as e:
+        raise usage(f"kernel: cannot read the connection file {connection_file!r}: {e}") from None
+
+    env = [(name, os.environ[name]) for name in PASS_ENV + tuple(
+        kernelspec_env_names(args.resource_dir or "")) if name in os.environ]
+    record = exit_record_path(connection_file)
+    try:
+        with open(record) as f:
+            env.append((P.PREVIOUS_EXIT_ENV, f.read().strip()))
+        os.unlink(record)
+    except OSError:
+        pass
+
+    cid = os.environ.get("CK_CONTAINER_ID") or S.new_id()
+    own_sockets = conn.get("transport", "tcp") != "ipc"
+    if own_sockets:  # a TCP client: the kernel binds ipc sockets of ours, we relay TCP to them
+        sockets = socket_dir(S.default_run_base(os.geteuid() != 0), f"k-{cid}")
+        inner = dict(conn, transport="ipc", ip=os.path.join(sockets, "k"),
+                     shell_port=1, iopub_port=2, stdin_port=3, control_port=4, hb_port=5)
+    else:  # the provisioner chose ipc sockets in a dir of its own
+        sockets = os.path.dirname(conn["ip"])
+        inner = conn
+    inner_file = os.path.join(sockets, f"connection-{cid}.json")
+    with open(os.open(inner_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
+        json.dump(inner, f)
+
+    cwd = os.getcwd()
+    volumes = [S.Volume(sockets, sockets, False)]
+    if cwd != "/" and not any(under(cwd, d) for d in mounts.SYSTEM_DIRS):
+        volumes.append(S.Volume(cwd, cwd, False))  # the notebook's dir, read-write
+    command = [sys.executable, "-m", "ipykernel_launcher", "-f", inner_file, "--ext", "container_kernel"]
+    # The kernel's parent really is PID 1 (our init). ipykernel then neither polls its
+    # parent (it would see init and quit: "Parent appears to have exited") nor prints
+    # the console-only connection banner. Die-with-parent is done by the launcher.
+    env.append(("JPY_PARENT_PID", "1"))
+    control_path = os.path.join(sockets, f"control-{cid}.sock")  # beside the kernel's sockets
+    spec = S.build(args.options, command, volumes=volumes,
+                   env=env + [(P.CONTROL_ENV, control_path)], cwd=cwd, cid=cid)
+    return Prepared(args, spec, tuple(env), conn, inner, sockets, own_sockets, inner_file, record,
+                    control_path)
+
+
+# ---- start, serve, finish ----------------------------------------------------------------------
+
+def cmd_kernel(argv):
+    # Die with the Jupyter server: SIGTERM, so we still clean up (forwarded to the kernel).
+    parent = os.getppid()
+    sc.prctl(sc.PR_SET_PDEATHSIG, _signal.SIGTERM)
+    if os.getppid() != parent:
+        return RUNTIME
+    p = prepare(argv)
+    container = launcher.Container(p.spec, memory_above_start=True)
+    relay = server = None
+    try:
+        try:
+            container.start()
+        except ContainerError as e:
+            if e.exit_code == RUNTIME and p.args.allow_unconfined:
+                write_status(p.sockets, f"unconfined {e}")
+                _remove(p.sockets if p.own_sockets else p.inner_file)
+                return _run_unconfined(p, str(e))
+            write_status(p.sockets, f"error {e}")
+            raise
+        write_status(p.sockets, "started")
+        relay, server = serve(p, container)
+        return finish(p, container)
+    finally:
+        if server:
+            server.stop()
+        container.cleanup()
+        if relay:
+            relay.stop()
+        _remove(p.sockets if p.own_sockets else p.inner_file)
+
+
+def serve(p, container):
+    """The TCP relay (a TCP client only) and the control server. Threads, so only now:
+    the stages are forked."""
+    relay = server = None
+    if p.own_sockets:
+        from .relay import CHANNELS, Relay
+        routes = [(p.conn["ip"], p.conn[f"{ch}_port"], f"{p.inner['ip']}-{p.inner[f'{ch}_port']}")
+                  for ch in CHANNELS]
+        relay = Relay(routes).start()
+    try:
+        from .control import ControlServer  # imported while the kernel starts inside, not before
+        server = ControlServer(container, P.Ceiling.of(p.spec.resources), p.control_path).start()
+    except OSError as e:  # the kernel runs on; its magics say they cannot reach us
+        os.write(2, f"container-kernel: kernel {p.spec.id}: no control socket: {e}\n".encode())
+    return relay, server
+
+
+def finish(p, container):
+    code = container.wait()
+    stats = container.report_oom(code)
+    notice = describe_exit(code, stats.memory if stats else None)
+    if notice and not container.stop_requested:
+        with open(p.record, "w") as f:
+            f.write(notice + "\n")
+        os.write(2, f"container-kernel: kernel {p.spec.id}: {notice}\n".encode())
+    return code
+
+
+def write_status(sockets, line):
+    """Tell the provisioner how the start went: "started", "error MESSAGE" or "unconfined WHY".
+
+    It waits for this file, so a container that cannot start becomes the error of
+    the start request, which JupyterLab shows, rather than a kernel that "died"."""
+    path = os.path.join(sockets, STATUS)
+    with open(path + ".tmp", "w") as f:
+        f.write(line.replace("\n", " ") + "\n")
+    os.rename(path + ".tmp", path)
+
+
+def _remove(path):
+    if os.path.isdir(path):
+        rundir.remove_tree(path)
+    elif os.path.exists(path):
+        os.unlink(path)
+
+
+def _run_unconfined(p, reason):
+    """Degraded mode, only when the kernelspec allows it: a plain ipykernel, loudly marked."""
+    os.write(2, f"container-kernel: WARNING: this kernel is NOT contained: {reason}\n".encode())
+    child_env = dict(os.environ)
+    child_env.update(p.env)
+    child_env[P.UNCONFINED_ENV] = reason
+    os.execve(sys.executable, [sys.executable, "-m", "ipykernel_launcher", "-f",
+                               os.path.abspath(p.args.connection_file), "--ext", "container_kernel"],
+              child_env)

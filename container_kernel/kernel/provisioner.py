@@ -1,0 +1,86 @@
+"""The kernel provisioner: jupyter_client's LocalProvisioner, with ipc sockets.
+
+Registered under the entry-point group `jupyter_client.kernel_provisioners`
+and named in kernel.json's metadata, so JupyterLab, Notebook 7, nbclient and
+jupyter console use it. It changes two things:
+- the connection uses ZeroMQ's ipc transport, in a short socket dir of ours that
+  the launcher binds into the container: TCP cannot cross the kernel's network
+  namespace, and there is no port to pick (jupyter_client's TCP port picking
+  races when many kernels start at once; ipc does not);
+- a host that cannot create containers is refused here, so the reason reaches the
+  Jupyter UI as the error of the start request (unless the kernelspec allows
+  degraded mode).
+"""
+
+import asyncio
+import atexit
+import os
+import time
+
+from jupyter_client.provisioning import LocalProvisioner
+
+from ..runtime import rundir
+from ..runtime import spec as S
+from ..runtime.host import containment_problem
+from .kernelspec import kernel_argv, read_argv
+from .launch import STATUS, socket_dir
+
+START_TIMEOUT = 60  # seconds for the launcher to create the container
+
+
+def _remove_file(path):
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+class ContainerProvisioner(LocalProvisioner):
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.socket_dir = None  # made at the first launch, kept across restarts
+
+    async def pre_launch(self, **kwargs):
+        # The kernelspec's argv is its one source of truth: the options are read from it.
+        args = read_argv(kernel_argv(self.kernel_spec.argv))
+        problem = containment_problem()
+        if problem and not args.allow_unconfined:
+            raise RuntimeError(f"{self.kernel_spec.display_name} cannot start on this host: {problem}. "
+                               "(An admin can install the kernelspec with --allow-unconfined to run "
+                               "it uncontained, with a warning.)")
+        km = self.parent
+        if self.socket_dir is None:  # kept across restarts: the connection file names it
+            run_base = S.default_run_base(os.geteuid() != 0)
+            self.socket_dir = socket_dir(run_base, f"k-{S.new_id()}")
+            # Some clients exit without cleanup() (jupyter console): remove it at exit too.
+            atexit.register(rundir.remove_tree, self.socket_dir)
+            km.transport = "ipc"
+            km.ip = os.path.join(self.socket_dir, "k")
+        return await super().pre_launch(**kwargs)
+
+    async def launch_kernel(self, cmd, **kwargs):
+        _remove_file(os.path.join(self.socket_dir, STATUS))
+        return await super().launch_kernel(cmd, **kwargs)
+
+    async def post_launch(self, **kwargs):
+        """Wait for the launcher's word: a container that cannot start is an error the UI shows."""
+        await super().post_launch(**kwargs)
+        status = os.path.join(self.socket_dir, STATUS)
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if os.path.exists(status):
+                with open(status) as f:
+                    word, _, message = f.read().strip().partition(" ")
+                _remove_file(status)
+                if word == "error":
+                    raise RuntimeError(f"{self.kernel_spec.display_name} could not start: {message}")
+                return
+            if self.process is not None and self.process.poll() is not None:
+                return  # died before a word: jupyter_client reports a dead kernel as usual
+            await asyncio.sleep(0.005)
+
+    async def cleanup(self, restart=False):
+        await super().cleanup(restart)
+        if not restart and self.socket_dir:
+            rundir.remove_tree(self.socket_dir)
+            self.socket_dir = None
