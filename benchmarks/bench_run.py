@@ -29,7 +29,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.dirname(sys.executable)
 CK = os.path.join(BIN, "container-kernel")
 sys.path.insert(0, REPO)
-from container_kernel.runtime import tools  # noqa: E402  (`ps`, to tell running from left)
+from container_kernel.runtime import host  # noqa: E402  (`ps`, to tell running from left)
 from container_kernel.runtime.spec import default_run_base  # noqa: E402
 
 ROOTLESS = os.geteuid() != 0
@@ -202,7 +202,7 @@ def ours(traces):
     """The traces our runs could have made: runc's by prefix, container-kernel's by the form of
     a default id (spec.new_id: 12 hex digits) and only if no such container runs now (one
     started meanwhile by someone else, say a Jupyter kernel)."""
-    running = {c["id"] for c in tools.containers()}
+    running = {c["id"] for c in host.containers()}
 
     def mine(name):
         if name.startswith(RUNC_PREFIX):
@@ -253,15 +253,15 @@ def timed(owner, name, label):
         finally:
             inner[label] = inner.get(label, 0) + clock() - s
     setattr(owner, name, wrapper)
-timed(launcher, "collect_stale", "collect stale containers")
-timed(launcher.cgroups, "detect", "cgroups.detect")
+timed(launcher.rundir, "collect_stale", "collect stale containers")
+timed(launcher.limits.cgroups, "detect", "cgroups.detect")
 timed(launcher.cgroups, "open_cgroup", "cgroups.open_cgroup")
 timed(launcher.mounts, "host_cgroup_mounts", "mounts.host_cgroup_mounts")
 timed(launcher.mounts, "plan", "mounts.plan")
-timed(launcher, "_make_run_dir", "make the run dir")
-timed(launcher.cgroups.Cgroup, "_create", "create the cgroup (mkdir + limits)")
+timed(launcher.rundir, "make_run_dir", "make the run dir")
+timed(launcher.cgroups.base.Cgroup, "_create", "create the cgroup (mkdir + limits)")
 timed(launcher.Container, "_fork_stages", "fork stages until the command is exec'd")
-timed(launcher, "_write_state", "write state.json")
+timed(launcher.rundir, "write_state", "write state.json")
 c = launcher.Container(spec)
 c.start()
 t.append(clock())

@@ -1,175 +1,33 @@
-"""container-kernel run | install | doctor | ps
+"""container-kernel run | install | kernel | doctor | ps: text -> options, and printing.
 
-`run` is on the start path of every container, so it parses its options from a
-small table instead of argparse (whose import costs ~6 ms of a ~25 ms budget),
-and imports nothing it does not use. Each option's value goes through the
-spec's parser: one line of error, exit 2, nothing created.
+`run` is on the start path of every container, so it imports nothing it does not
+use: its options come from one small table (runtime/options.py) and become a
+Spec in runtime/spec.py, which decides every default and gives one line of error
+(exit 2, nothing created). `install` and `kernel` are the Jupyter side
+(kernel/); doctor and ps print what runtime/host.py finds.
 """
 
 import os
 import sys
 
 from .runtime.errors import USAGE, ContainerError, usage
-
-PROG = "container-kernel"
-
-# name(s), metavar, spec field, parser name in runtime.spec, repeatable, help
-RUN_OPTIONS = (
-    (("--memory", "-m"), "SIZE", "memory", "parse_memory", False,
-     "memory limit, docker units (e.g. 100M, 1.5g)"),
-    (("--memory-swap",), "SIZE", "memory_swap", None, False,
-     "memory+swap total (default: same as --memory: no swap; -1: unlimited swap)"),
-    (("--cpus",), "N", "cpus", "parse_cpus", False, "CPU quota in cores (e.g. 0.5)"),
-    (("--pids", "--pids-limit"), "N", "pids", "parse_pids", False, "maximum number of processes"),
-    (("--io-read-bps",), "DEV:RATE", "io_read_bps", None, True,
-     "read rate limit on a block device (e.g. /dev/sda:10M)"),
-    (("--io-write-bps",), "DEV:RATE", "io_write_bps", None, True,
-     "write rate limit on a block device (e.g. 8:0:10M)"),
-    (("--network", "--net"), "MODE", "network", "parse_network", False,
-     "none (default: only lo, in a new namespace) or host"),
-    (("--rootfs",), "host|DIR", "rootfs", "parse_rootfs", False,
-     "host (default: read-only host system dirs) or a prepared root filesystem"),
-    (("--hostname", "-h"), "NAME", "hostname", "parse_hostname", False,
-     "hostname inside (default: the container id)"),
-    (("--volume", "-v"), "SRC:DST[:ro]", "volumes", "parse_volume", True, "bind a host path"),
-    (("--env", "-e"), "NAME=VALUE", "env", "parse_env", True, "set an environment variable"),
-    (("--workdir", "-w"), "DIR", "cwd", None, False, "working directory inside (default /)"),
-    (("--cap-add",), "CAP", "cap_add", None, True, "keep a capability beyond docker's default set"),
-    (("--cap-drop",), "CAP", "cap_drop", None, True, "drop a capability (ALL: every one)"),
-    (("--name",), "ID", "id", None, False, "container id (default: 12 random hex digits)"),
-)
-RUN_FLAGS = (("--print-plan", "print the mount steps and namespaces, create nothing"),
-             ("--user", "rootless only: keep your own uid/gid inside (default: root inside)"),
-             ("--help", "show this help"))
-
-
-def run_help():
-    lines = [f"usage: {PROG} run [OPTIONS] [--] COMMAND [ARG...]", "",
-             "Run COMMAND in a new container (PID, mount, UTS, IPC, network and cgroup",
-             "namespaces; pivot_root into its rootfs; cgroup limits), like docker run.", ""]
-    for names, metavar, _, _, rep, text in RUN_OPTIONS:
-        lines.append(f"  {', '.join(names) + ' ' + metavar:28} {text}{' (repeatable)' if rep else ''}")
-    for name, text in RUN_FLAGS:
-        lines.append(f"  {name:28} {text}")
-    return "\n".join(lines)
-
-
-def scan(argv, valued, flags=()):
-    """Split argv into [(option, value or None)] and the rest (the command, after `--`
-    or the first word that is not an option). `--opt value` and `--opt=value` alike."""
-    pairs, i = [], 0
-    while i < len(argv):
-        arg = argv[i]
-        if arg == "--":
-            i += 1
-            break
-        if not arg.startswith("-") or arg == "-":
-            break
-        name, eq, value = arg.partition("=")
-        if name in flags:
-            pairs.append((name, None))
-            i += 1
-            continue
-        if name not in valued:
-            raise usage(f"unknown option {name!r} (see {PROG} --help)")
-        if not eq:
-            i += 1
-            if i >= len(argv):
-                raise usage(f"{name} needs a value ({valued[name]})")
-            value = argv[i]
-        pairs.append((name, value))
-        i += 1
-    return pairs, argv[i:]
-
-
-def parse_options(argv, flags=("--help", "--print-plan", "--user"), extras=()):
-    """Scan RUN_OPTIONS (plus extra flags and extra valued options) up to the command.
-
-    Returns (values {field: (option, text, parsed)}, set of flags, {extra: text}, command).
-    """
-    from .runtime import spec as S
-
-    by_name = {n: o for o in RUN_OPTIONS for n in o[0]}
-    valued = {n: o[1] for n, o in by_name.items()}
-    valued.update((e, "a value") for e in extras)
-    pairs, command = scan(argv, valued, flags)
-    values, seen, extra = {}, set(), {}
-    for name, value in pairs:
-        if value is None:
-            seen.add(name)
-        elif name in extras:
-            extra[name] = value
-        else:
-            names, _, field, parser, repeat, _ = by_name[name]
-            parsed = value if parser is None else getattr(S, parser)(value, names[0])
-            if repeat:
-                values.setdefault(field, []).append((names[0], value, parsed))
-            elif field in values:
-                raise usage(f"{names[0]} given twice")
-            else:
-                values[field] = (names[0], value, parsed)
-    return values, seen, extra, command
+from .runtime.options import PROG, parse_options, run_help
 
 
 def parse_run(argv):
     """argv after 'run' -> (Spec, flags). Raises ContainerError(exit 2) on bad input."""
     try:
-        values, flags, _, command = parse_options(argv)
+        options, flags, _, command = parse_options(argv)
+        if "--help" in flags:
+            return None, flags
+        if not command:
+            raise usage(f"no command given: {PROG} run [OPTIONS] [--] COMMAND [ARG...]")
+        from .runtime import spec
+        return spec.build(options, command, keep_id="--user" in flags), flags
     except ContainerError as e:
+        if e.exit_code != USAGE:
+            raise
         raise usage(f"run: {e}") from None
-    if "--help" in flags:
-        return None, flags
-    if not command:
-        raise usage(f"run: no command given: {PROG} run [OPTIONS] [--] COMMAND [ARG...]")
-    return build_spec(values, command, keep_id="--user" in flags), flags
-
-
-def build_spec(values, command, volumes=(), env=(), cwd=None, cid=None, keep_id=False):
-    """The Spec for these parsed options; the Jupyter launcher adds volumes, env, cwd, id."""
-    from .runtime import spec as S
-
-    def get(field, default=None):
-        return values[field][2] if field in values else default
-
-    memory = get("memory")
-    swap = memory  # docker's default would be 2x; the same value means swap is no escape
-    if "memory_swap" in values:
-        swap = S.parse_memory_swap(values["memory_swap"][1], memory)
-    io_read = tuple(S.parse_io_limit(v, n) for n, v, _ in values.get("io_read_bps", ()))
-    io_write = tuple(S.parse_io_limit(v, n) for n, v, _ in values.get("io_write_bps", ()))
-    cid = cid or get("id") or S.new_id()
-    if not (cid.isascii() and cid.replace("-", "").replace("_", "").isalnum() and len(cid) <= 64):
-        raise usage(f"run: --name: invalid id {cid!r}: use letters, digits, '-' and '_'")
-    hostname = get("hostname") or cid[:12]
-    rootless = os.geteuid() != 0
-    namespaces = list(S.NAMESPACES[:6])
-    if get("network", "none") == "host":
-        namespaces.remove("net")
-    if rootless:
-        namespaces.append("user")
-    cwd = cwd or get("cwd", "/")
-    if not cwd.startswith("/"):
-        raise usage(f"run: --workdir: {cwd!r} must be an absolute path")
-    uid = gid = 0
-    if keep_id:
-        if not rootless:
-            raise usage("run: --user keeps a user's own uid in a rootless container; as root, "
-                        "run container-kernel as that user instead")
-        uid, gid = os.geteuid(), os.getegid()
-    home = "/root" if uid == 0 else "/home/user"
-    env = S.default_env(hostname, home, [p for _, _, p in values.get("env", ())] + list(env))
-    from .runtime import capabilities as C
-    caps = C.kept(C.parse([v for _, v, _ in values.get("cap_add", ())], "--cap-add"),
-                  C.parse([v for _, v, _ in values.get("cap_drop", ())], "--cap-drop"))
-    process = S.Process(tuple(command), env, cwd, uid, gid, (), caps)
-    spec = S.Spec(
-        id=cid, hostname=hostname, rootfs=get("rootfs", "host"), namespaces=tuple(namespaces),
-        network=get("network", "none"),
-        volumes=tuple(p for _, _, p in values.get("volumes", ())) + tuple(volumes),
-        resources=S.Resources(memory, swap, get("cpus"), get("pids"), io_read, io_write),
-        process=process, rootless=rootless, run_base=S.default_run_base(rootless))
-    S.check_command(spec)
-    return spec
 
 
 def cmd_run(argv, exit_now=False):
@@ -178,9 +36,10 @@ def cmd_run(argv, exit_now=False):
         print(run_help())
         return 0
     if "--print-plan" in flags:
-        from .runtime import mounts
+        from .runtime import limits, mounts
         root = os.path.join(spec.run_dir, "root")
         print("namespaces:", " ".join(spec.namespaces))
+        print(limits.describe(limits.plan(spec)))
         print(mounts.describe(mounts.plan(spec, root, mounts.host_cgroup_mounts())))
         return 0
     from .runtime import launcher
@@ -193,13 +52,83 @@ def cmd_run(argv, exit_now=False):
     return code
 
 
+# ---- doctor and ps: what runtime/host.py finds, printed -------------------------------------
+
+def _json_or_help(command, argv, about):
+    """The one argument doctor and ps take: "json", "help" (printed here) or "text"."""
+    if argv == ["--json"]:
+        return "json"
+    if argv == []:
+        return "text"
+    if "--help" in argv:
+        print(f"usage: container-kernel {command} [--json]\n\n{about}")
+        return "help"
+    bad = next((a for a in argv if a != "--json"), argv[-1])
+    raise usage(f"{command}: unknown argument {bad!r}: use --json or nothing")
+
+
+def cmd_doctor(argv):
+    if _json_or_help("doctor", argv, "What this host allows, tried in throw-away processes.") == "help":
+        return 0
+    import json
+    from .runtime import host
+    f = host.probe_host()
+    feats = host.features(f)
+    if argv == ["--json"]:
+        json.dump({"host": f._asdict(), "features": [x._asdict() for x in feats]}, sys.stdout, indent=1)
+        print()
+        return 0
+    mode = f"v{f.cgroup_version}" if f.cgroup_version else "none"
+    if f.cgroup_hybrid:
+        mode += " (hybrid: v1 controllers, cgroup2 at /sys/fs/cgroup/unified without them)"
+    print(f"user:          {'root' if f.root else 'uid ' + str(f.uid)}")
+    print(f"kernel:        {f.kernel}   python: {f.python}")
+    print(f"cgroups:       {mode}")
+    print(f"controllers:   {', '.join(f.cgroup_controllers) or 'none'}")
+    print(f"user ns:       {'allowed' if f.userns_error is None else 'refused: ' + f.userns_error}"
+          f" (max_user_namespaces={f.max_user_namespaces})")
+    print(f"overlayfs:     {'yes' if f.overlayfs else 'no'}")
+    print(f"pivot_root:    {'works' if f.pivot_root_error is None else 'fails: ' + f.pivot_root_error}")
+    print(f"newuidmap:     {'yes' if f.newuidmap else 'no (single-id user namespace mapping only)'}")
+    print(f"in container:  {'yes' if f.in_container else 'no'}")
+    print("\nHere container-kernel will:")
+    for feature, on, why in feats:
+        print(f"  [{'on ' if on else 'off'}] {feature}: {why}")
+    return 0
+
+
+def cmd_ps(argv):
+    if _json_or_help("ps", argv, "Running containers, their host PIDs, limits and usage.") == "help":
+        return 0
+    import json
+    import time
+    from .runtime import host
+    from .runtime.spec import human_bytes
+    items = host.containers()
+    if argv == ["--json"]:
+        json.dump(items, sys.stdout, indent=1)
+        print()
+        return 0
+    print(f"{'ID':14}{'INIT PID':>9}  {'MEMORY (use/limit)':22}{'CPUS':>6}{'PIDS':>8}  {'UP':>7}  COMMAND")
+    for s in items:
+        st = s.get("stats") or {}
+        mem, cpu, pids = st.get("memory") or {}, st.get("cpu") or {}, st.get("pids") or {}
+        memtext = f"{human_bytes(mem.get('usage'))} / {human_bytes(mem.get('limit'))}" if mem else "-"
+        cpus = f"{cpu['cpus']:g}" if cpu.get("cpus") else "-"
+        ptext = f"{pids.get('current', '-')}/{pids.get('limit') or '-'}" if pids else "-"
+        up = f"{time.time() - s['started']:.0f}s"
+        print(f"{s['id']:14}{s['init_pid']:>9}  {memtext:22}{cpus:>6}{ptext:>8}  {up:>7}  "
+              f"{' '.join(s['command'])[:60]}")
+    return 0
+
+
 # command -> (module, function); a command's module is imported only when it runs.
 COMMANDS = {
     "run": (None, "cmd_run"),
-    "doctor": ("container_kernel.runtime.tools", "cmd_doctor"),
-    "ps": ("container_kernel.runtime.tools", "cmd_ps"),
-    "install": ("container_kernel.jupyter.kernelspec", "cmd_install"),
-    "kernel": ("container_kernel.jupyter.launch", "cmd_kernel"),
+    "doctor": (None, "cmd_doctor"),
+    "ps": (None, "cmd_ps"),
+    "install": ("container_kernel.kernel.kernelspec", "cmd_install"),
+    "kernel": ("container_kernel.kernel.launch", "cmd_kernel"),
 }
 
 
@@ -215,8 +144,10 @@ def main(argv=None):
         return USAGE
     module, function = COMMANDS[argv[0]]
     try:
-        if module is None:  # run: exit the process itself when it is the program
+        if function == "cmd_run":  # run: exit the process itself when it is the program
             return cmd_run(argv[1:], exit_now=as_program)
+        if module is None:
+            return globals()[function](argv[1:])
         import importlib
         return getattr(importlib.import_module(module), function)(argv[1:])
     except ContainerError as e:

@@ -63,21 +63,36 @@ class ContainerProvisioner(LocalProvisioner):
         return await super().launch_kernel(cmd, **kwargs)
 
     async def post_launch(self, **kwargs):
-        """Wait for the launcher's word: a container that cannot start is an error the UI shows."""
+        """Wait for the launcher's word, then for the kernel's sockets.
+
+        A container that cannot start is an error the UI shows. Once it started, the
+        ipc sockets appear as files when ipykernel binds them: a client that connects
+        before that retries only every 100 ms, each channel on its own timer, so its
+        iopub subscription can trail the first execute and miss its busy/idle (a
+        jupyter console that waits for ever). So the start ends when they all exist."""
         await super().post_launch(**kwargs)
         status = os.path.join(self.socket_dir, STATUS)
         deadline = time.monotonic() + START_TIMEOUT
+        word = None
         while time.monotonic() < deadline:
-            if os.path.exists(status):
+            if self.process is not None and self.process.poll() is not None:
+                return  # died: jupyter_client reports a dead kernel as usual
+            if word is None and os.path.exists(status):
                 with open(status) as f:
                     word, _, message = f.read().strip().partition(" ")
                 _remove_file(status)
                 if word == "error":
                     raise RuntimeError(f"{self.kernel_spec.display_name} could not start: {message}")
+            if word is not None and all(os.path.exists(p) for p in self._socket_paths()):
                 return
-            if self.process is not None and self.process.poll() is not None:
-                return  # died before a word: jupyter_client reports a dead kernel as usual
             await asyncio.sleep(0.005)
+
+    def _socket_paths(self):
+        km = self.parent
+        if km.transport != "ipc":
+            return []
+        ports = (km.shell_port, km.iopub_port, km.stdin_port, km.control_port, km.hb_port)
+        return [f"{km.ip}-{port}" for port in ports]
 
     async def cleanup(self, restart=False):
         await super().cleanup(restart)

@@ -31,12 +31,6 @@ def _newidmap(pid, uid_lines, gid_lines):
         subprocess.run(args, check=True, capture_output=True)
 
 
-def read_map(pid="self", name="uid_map"):
-    """[(inside, outside, count)] as the kernel shows it to the reader."""
-    with open(f"/proc/{pid}/{name}") as f:
-        return [tuple(int(x) for x in line.split()) for line in f if line.strip()]
-
-
 def describe(lines, kind="uid"):
     """[(0, 1001, 1)] -> "uid 0 inside = uid 1001 on the host"."""
     out = []

@@ -17,7 +17,7 @@ import select
 # enum would cost ~2.5 ms of a container's start.
 import _signal as signal
 
-from . import mounts, network
+from . import capabilities, mounts, network, stages
 from . import syscalls as sc
 from .errors import NOT_EXECUTABLE, NOT_FOUND, RUNTIME, ContainerError
 
@@ -35,7 +35,7 @@ def exit_code(status):
 def main(spec, steps, root, from_launcher, to_launcher, pass_fds=()):
     """Runs in the fork that is PID 1 of the new PID namespace. Never returns."""
     try:
-        if os.read(from_launcher, 3) != b"go\n":  # the launcher has adopted us
+        if not stages.wait_go(from_launcher):  # the launcher has adopted us
             os._exit(RUNTIME)
         # Die with the launcher, even if it is SIGKILLed. Set only now: the signal
         # fires when the *parent* dies, and until the launcher adopted us our parent
@@ -50,23 +50,72 @@ def main(spec, steps, root, from_launcher, to_launcher, pass_fds=()):
             network.loopback_up()
         mounts.apply(steps, root)
         os.setsid()  # own session: a job-control SIGINT to the launcher's group is not doubled here
-        payload = _spawn(spec.process, pass_fds)
+        payload = _spawn(spec, pass_fds)
     except ContainerError as e:
-        _report(to_launcher, f"error {e.exit_code} {e}")
+        stages.send_error(to_launcher, e.exit_code, str(e))
         os._exit(e.exit_code)
     except BaseException as e:  # never a traceback from inside: one line to the launcher
-        _report(to_launcher, f"error {RUNTIME} init failed: {e}")
+        stages.send_error(to_launcher, RUNTIME, f"init failed: {e}")
         os._exit(RUNTIME)
-    _report(to_launcher, "ready")
+    stages.send(to_launcher, stages.READY)
     os._exit(_reap_until(payload))
 
 
-def _report(fd, line):
-    os.write(fd, (line.replace("\n", " ") + "\n").encode())
+# ---- the payload's process setup: one named step each, in this order -------------------------
+# (runc's standard_init_linux.go, nsjail's containProc): limits while we may still set
+# them, no_new_privs before anything could gain privileges, capabilities while we are
+# still root, then the ids, seccomp last (its filter would refuse the calls above), then
+# no host fd survives, then exec.
+
+def set_rlimits(spec, keep_fds):
+    for which, soft, hard in spec.process.rlimits:
+        sc.setrlimit(which, soft, hard)
 
 
-def _spawn(process, pass_fds):
+def set_no_new_privs(spec, keep_fds):
+    # Nothing the payload execs (a setuid binary) can gain privileges (prctl(2)).
+    if spec.security.no_new_privs:
+        sc.prctl(sc.PR_SET_NO_NEW_PRIVS, 1)
+
+
+def drop_capabilities(spec, keep_fds):
+    caps = spec.security.capabilities
+    capabilities.restrict(capabilities.DEFAULT if caps is None else caps)
+
+
+def set_ids(spec, keep_fds):
+    p = spec.process
+    if p.gid != 0 or p.uid != 0:
+        # A rootless map denies setgroups (CVE-2014-8989, see idmap).
+        sc.set_ids(p.uid, p.gid, _setgroups_allowed())
+
+
+def load_seccomp(spec, keep_fds):
+    if spec.security.seccomp is not None:
+        sc.seccomp_load(spec.security.seccomp)
+
+
+def close_fds(spec, keep_fds):
+    # No descriptor of the host passes in unless asked for: close every fd above 2.
+    low = 3
+    for fd in sorted(keep_fds):
+        if fd >= low:
+            sc.closerange(low, fd)
+            low = fd + 1
+    sc.closerange(low)
+
+
+PROCESS_SETUP = (set_rlimits, set_no_new_privs, drop_capabilities, set_ids, load_seccomp, close_fds)
+
+
+def setup_process(spec, keep_fds):
+    for step in PROCESS_SETUP:
+        step(spec, keep_fds)
+
+
+def _spawn(spec, pass_fds):
     """fork + exec the payload as PID 2; exec errors come back through a CLOEXEC pipe."""
+    process = spec.process
     err_r, err_w = os.pipe()
     pid = os.fork()
     if pid == 0:
@@ -78,20 +127,10 @@ def _spawn(process, pass_fds):
                 signal.signal(sig, signal.SIG_DFL)
             os.setsid()  # its own session and process group, as jupyter_client starts a kernel
             os.chdir(process.cwd)
-            if process.rlimits:
-                import resource
-                for which, soft, hard in process.rlimits:
-                    resource.setrlimit(which, (soft, hard))
-            from . import capabilities
-            capabilities.restrict(capabilities.DEFAULT if process.capabilities is None
-                                  else process.capabilities)
-            if process.gid != 0 or process.uid != 0:
-                if _setgroups_allowed():  # a rootless map denies it (CVE-2014-8989, see idmap)
-                    os.setgroups([])
-                os.setgid(process.gid)
-                os.setuid(process.uid)
-            _close_fds(pass_fds, keep=err_w)
-            os.execvpe(process.args[0], list(process.args), dict(process.env))
+            setup_process(spec, set(pass_fds) | {err_w})
+            for fd in pass_fds:
+                os.set_inheritable(fd, True)
+            sc.execvpe(process.args, process.env)
         except OSError as e:
             code = NOT_FOUND if e.errno == errno.ENOENT else NOT_EXECUTABLE
             what = process.cwd if isinstance(e, FileNotFoundError) and e.filename == process.cwd \
@@ -119,19 +158,6 @@ def _setgroups_allowed():
             return f.read().strip() == "allow"
     except OSError:
         return True
-
-
-def _close_fds(pass_fds, keep):
-    # No descriptor of the host passes in unless asked for: close every fd above 2.
-    keep_fds = sorted(set(pass_fds) | {keep})
-    low = 3
-    for fd in keep_fds:
-        if fd >= low:
-            os.closerange(low, fd)
-            low = fd + 1
-    os.closerange(low, 1 << 20)
-    for fd in pass_fds:
-        os.set_inheritable(fd, True)
 
 
 def _reap_until(payload):

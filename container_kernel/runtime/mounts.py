@@ -13,8 +13,10 @@ import os
 import sys
 from collections import namedtuple
 
+from . import procfs
 from . import syscalls as sc
 from .errors import ContainerError, usage
+from .paths import under
 
 # Step kinds, in the words of mount(8) and bwrap(1):
 #   private   make the whole tree private: nothing propagates back to the host
@@ -47,17 +49,17 @@ def plan(spec, root, cgroup_mounts=()):
     so the container sees its own cgroup (through its cgroup namespace), read-only.
     """
     steps = [Step("private", "/")]
-    if spec.rootfs == "host":
+    if spec.rootfs.kind == "host":
         steps += _host_rootfs(spec, root)
     else:
         steps += _dir_rootfs(spec, root)
     steps += _kernel_filesystems(spec, cgroup_mounts)
     steps += _scratch(spec)
-    if spec.rootfs == "host":  # after the scratch tmpfs: a venv may live under /tmp or /run
+    if spec.rootfs.kind == "host":  # after the scratch tmpfs: a venv may live under /tmp or /run
         steps += _python(spec)
     for v in spec.volumes:
-        if spec.rootfs != "host" and not os.path.exists(spec.rootfs + v.target):
-            raise usage(f"--volume: {v.target!r} does not exist in the rootfs {spec.rootfs!r}, "
+        if spec.rootfs.kind != "host" and not os.path.exists(spec.rootfs.path + v.target):
+            raise usage(f"--volume: {v.target!r} does not exist in the rootfs {spec.rootfs.path!r}, "
                         "which is read-only: choose a target that exists there")
         steps += _parents(v.target) + [Step("ro-bind" if v.readonly else "bind", v.target, v.source)]
     steps += [Step("remount-ro", "/"), Step("pivot-root", "/", root)]
@@ -101,14 +103,10 @@ def _python_dirs():
     return dirs
 
 
-def under(path, top):
-    return path == top or path.startswith(top.rstrip("/") + "/")
-
-
 def _etc(spec):
     uid = spec.process.uid
     steps = [Step("dir", "/etc")]
-    home = _home(spec)
+    home = spec.process.home
     users = {0: "root", 65534: "nobody"}
     passwd = "".join(f"{name}:x:{u}:{u if u != 65534 else 65534}:{name}:"
                      f"{home if u == uid else ('/root' if u == 0 else '/nonexistent')}:"
@@ -139,14 +137,15 @@ def _hosts(hostname):
 
 def _dir_rootfs(spec, root):
     """A prepared tree (e.g. debootstrap --variant=minbase), bound read-only."""
-    missing = [d for d in ("/proc", "/dev", "/sys", "/tmp") if not os.path.isdir(spec.rootfs + d)]
+    tree = spec.rootfs.path
+    missing = [d for d in ("/proc", "/dev", "/sys", "/tmp") if not os.path.isdir(tree + d)]
     if missing:
-        raise usage(f"--rootfs: {spec.rootfs!r} lacks the mount points {', '.join(missing)}: "
+        raise usage(f"--rootfs: {tree!r} lacks the mount points {', '.join(missing)}: "
                     "is it a root filesystem?")
-    steps = [Step("rbind", "/", spec.rootfs)]
+    steps = [Step("rbind", "/", tree)]
     # Like docker, the container's own hostname and hosts are bound over the image's files.
     for name, text in (("hostname", spec.hostname + "\n"), ("hosts", _hosts(spec.hostname))):
-        if os.path.isfile(f"{spec.rootfs}/etc/{name}"):
+        if os.path.isfile(f"{tree}/etc/{name}"):
             steps.append(Step("file-over", f"/etc/{name}", text))
     return steps
 
@@ -173,16 +172,12 @@ def _kernel_filesystems(spec, cgroup_mounts):
     return steps
 
 
-def _home(spec):
-    return "/root" if spec.process.uid == 0 else "/home/user"
-
-
 def _scratch(spec):
-    home = _home(spec)
+    home = spec.process.home
     steps = [Step("dir", "/tmp"), Step("tmpfs", "/tmp", "tmp", "mode=1777")]
     for path, kind in (("/run", "run"), (home, "home")):
         # A prepared rootfs is read-only: only mount where it has the mount point.
-        if spec.rootfs == "host" or os.path.isdir(spec.rootfs + path):
+        if spec.rootfs.kind == "host" or os.path.isdir(spec.rootfs.path + path):
             mode = "mode=0755" if kind == "run" else \
                 f"mode=0700,uid={spec.process.uid},gid={spec.process.gid}"
             steps += [Step("dir", path), Step("tmpfs", path, kind, mode)]
@@ -202,15 +197,14 @@ def _listdir(path):
 
 def host_cgroup_mounts(mountinfo="/proc/self/mountinfo"):
     """[(name, fstype, options)] for the cgroup filesystems under /sys/fs/cgroup."""
-    from .cgroups import read_mounts
     found = []
-    for point, fstype, options in read_mounts(mountinfo):
-        if fstype not in ("cgroup", "cgroup2") or not under(point, "/sys/fs/cgroup"):
+    for m in procfs.mountinfo(mountinfo):
+        if m.fstype not in ("cgroup", "cgroup2") or not under(m.point, "/sys/fs/cgroup"):
             continue
-        if point == "/sys/fs/cgroup":
-            return [("", fstype, None)]
-        opts = [o for o in options if o not in ("rw", "ro")]
-        found.append((point[len("/sys/fs/cgroup/"):], fstype, ",".join(opts) or None))
+        if m.point == "/sys/fs/cgroup":
+            return [("", m.fstype, None)]
+        opts = [o for o in m.super_options if o not in ("rw", "ro")]
+        found.append((m.point[len("/sys/fs/cgroup/"):], m.fstype, ",".join(opts) or None))
     return found
 
 
@@ -340,10 +334,10 @@ def _rbind(root, step):
 def _pivot_root(root, step):
     # pivot_root(".", ".") stacks the old root under the new one; detaching it
     # leaves nothing of the host's tree reachable (runc does the same).
-    os.chdir(root)
+    sc.chdir(root)
     sc.pivot_root(".", ".")
     sc.umount2(".", sc.MNT_DETACH)
-    os.chdir("/")
+    sc.chdir("/")
 
 
 _APPLY = {

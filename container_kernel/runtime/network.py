@@ -1,9 +1,8 @@
 """The container's network: a new network namespace holds only `lo`, and it starts down.
 
 Bringing lo up is one ioctl (what `ip link set lo up` ends in), done with the
-raw _socket module: importing pyroute2 costs ~200 ms, ten containers' worth of
-start time. pyroute2 (netlink) is for configured links: veth pairs, addresses,
-routes (see `links()` and the road ahead).
+raw _socket module: importing pyroute2 (netlink) costs ~200 ms, ten containers'
+worth of start time; it is for configured links (veth pairs, addresses, routes).
 """
 
 import fcntl
@@ -23,15 +22,3 @@ def loopback_up():
         fcntl.ioctl(s.fileno(), SIOCSIFFLAGS, struct.pack("16sh", b"lo", flags | IFF_UP))
     finally:
         s.close()
-
-
-def links():
-    """[{name, index, state, address, mtu}] of this namespace, through netlink (pyroute2)."""
-    from pyroute2 import IPRoute
-    with IPRoute() as ipr:
-        out = []
-        for link in ipr.get_links():
-            out.append({"name": link.get_attr("IFLA_IFNAME"), "index": link["index"],
-                        "state": link.get_attr("IFLA_OPERSTATE"),
-                        "address": link.get_attr("IFLA_ADDRESS"), "mtu": link.get_attr("IFLA_MTU")})
-        return out

@@ -1,10 +1,12 @@
 """What a container is: a spec, validated once at the edge, then trusted.
 
-Every user input (a CLI flag, a kernel.json field, a magic's argument) goes
+Every user input (a CLI flag, a kernel.json argv, a magic's argument) goes
 through one of the parse_* functions below, which either return a clean value
-or raise a one-line ContainerError naming the bad value and what is allowed.
-Inner code (mounts, cgroups, init) never re-checks strings.
-(The habit comes from runc's libcontainer/configs + configs/validate.)
+or raise a one-line ContainerError naming the bad value and what is allowed;
+build() turns a set of options into a Spec, deciding every default in one place
+(namespaces, rootless, home, capabilities, the swap default, the ids). Inner
+code (mounts, cgroups, init) never re-checks strings. (The habit comes from
+runc's libcontainer/specconv and configs/validate; nsjail keeps one config.proto.)
 
 The records are immutable namedtuples rather than dataclasses: importing
 `dataclasses` pulls in `inspect` and costs ~10 ms, a third of a container's
@@ -13,14 +15,21 @@ whole start budget. `spec._replace(...)` makes a changed copy.
 
 import os
 from collections import namedtuple
+from stat import S_ISBLK
 
-from .errors import NOT_FOUND, ContainerError, usage
+from .errors import usage
 
 # Namespace kinds, in the order they are listed everywhere (names as in /proc/<pid>/ns).
 NAMESPACES = ("pid", "mnt", "uts", "ipc", "net", "cgroup", "user")
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 NETWORK_MODES = ("none", "host")
 MIN_MEMORY = 6 * 1024 * 1024  # docker refuses less than 6 MiB: the runtime itself needs some
+
+# The limits, by the controller's name: the one vocabulary of the runtime, the control
+# socket and the magics ("cpu", never "cpus"), with the Resources fields each one sets.
+LIMITS = ("memory", "cpu", "pids", "io")
+LIMIT_FIELDS = {"memory": ("memory", "memory_swap"), "cpu": ("cpus",), "pids": ("pids",),
+                "io": ("io_read_bps", "io_write_bps")}
 
 # Docker's units (go-units RAMInBytes): base 1024, case-insensitive, optional "b"/"ib".
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
@@ -44,20 +53,45 @@ class Resources(namedtuple("Resources", "memory memory_swap cpus pids io_read_bp
     def any(self):
         return any(v not in (None, ()) for v in self)
 
+    def asked(self):
+        """The LIMITS this asks for: ("memory", "pids"), say."""
+        return tuple(name for name in LIMITS
+                     if any(getattr(self, f) not in (None, ()) for f in LIMIT_FIELDS[name]))
 
-class Process(namedtuple("Process", "args env cwd uid gid rlimits capabilities",
-                         defaults=((), "/", 0, 0, (), None))):
+
+class Process(namedtuple("Process", "args env cwd uid gid home rlimits",
+                         defaults=((), "/", 0, 0, "/root", ()))):
     """The payload run as PID 2. env is a tuple of (name, value): built, never inherited.
-    rlimits: ((RLIMIT_*, soft, hard), ...), the rootless fallback for cgroup limits.
-    capabilities: the names it keeps (None: capabilities.DEFAULT)."""
+    rlimits: ((RLIMIT_*, soft, hard), ...), the rootless fallback for cgroup limits."""
     __slots__ = ()
 
 
+class Security(namedtuple("Security", "capabilities no_new_privs seccomp",
+                          defaults=(None, False, None))):
+    """What the payload may do as root inside, applied by init's process setup.
+    capabilities: the names it keeps (None: capabilities.DEFAULT); no_new_privs:
+    exec can gain no privilege (setuid bits ignored); seccomp: a compiled filter
+    program, or None for none."""
+    __slots__ = ()
+
+
+class RootFS(namedtuple("RootFS", "kind path", defaults=(None,))):
+    """What becomes /: kind "host" (read-only binds of the host's system dirs) or
+    "dir" (a prepared tree at path, bound read-only)."""
+    __slots__ = ()
+
+    def __str__(self):
+        return self.kind if self.kind == "host" else self.path
+
+
+HOST_ROOTFS = RootFS("host")
+
+
 class Spec(namedtuple("Spec", "id hostname rootfs namespaces network volumes resources process "
-                      "rootless run_base",
-                      defaults=(None, "host", NAMESPACES[:6], "none", (), Resources(), None,
-                                False, "/run/container-kernel"))):
-    """A whole container. rootfs is "host" (binds of the host's system dirs) or a directory."""
+                      "security rootless run_base",
+                      defaults=(None, HOST_ROOTFS, NAMESPACES[:6], "none", (), Resources(), None,
+                                Security(), False, "/run/container-kernel"))):
+    """A whole container."""
     __slots__ = ()
 
     @property
@@ -155,8 +189,7 @@ def block_device(text, option):
     try:
         if text.startswith("/"):
             st = os.stat(text)
-            import stat
-            if not stat.S_ISBLK(st.st_mode):
+            if not S_ISBLK(st.st_mode):
                 raise ValueError
             major, minor = os.major(st.st_rdev), os.minor(st.st_rdev)
         else:
@@ -220,12 +253,12 @@ def parse_hostname(text, option="--hostname"):
 
 def parse_rootfs(text, option="--rootfs"):
     if text == "host":
-        return text
+        return HOST_ROOTFS
     path = os.path.abspath(text)
     if not os.path.isdir(path):
         raise usage(f"{option}: {text!r} is not a directory: use 'host' or a prepared root "
                     "filesystem directory (e.g. one made by debootstrap)")
-    return path
+    return RootFS("dir", path)
 
 
 def parse_env(text, option="--env"):
@@ -237,6 +270,89 @@ def parse_env(text, option="--env"):
         if value is None:
             raise usage(f"{option}: {name} is not set on the host; use NAME=VALUE")
     return name, value
+
+def parse_id(text, option="--name"):
+    if not (text and text.isascii() and text.replace("-", "").replace("_", "").isalnum()
+            and len(text) <= 64):
+        raise usage(f"{option}: invalid id {text!r}: use letters, digits, '-' and '_'")
+    return text
+
+
+def parse_workdir(text, option="--workdir"):
+    if not str(text).startswith("/"):
+        raise usage(f"{option}: {text!r} must be an absolute path")
+    return os.path.normpath(text)
+
+
+def parse_capabilities(text, option):
+    from . import capabilities
+    return capabilities.parse([text], option)
+
+
+# field -> its parser; fields are what build() takes, whatever front end named the option.
+PARSERS = {"memory": parse_memory, "cpus": parse_cpus, "pids": parse_pids,
+           "io_read_bps": parse_io_limit, "io_write_bps": parse_io_limit,
+           "network": parse_network, "rootfs": parse_rootfs, "hostname": parse_hostname,
+           "volumes": parse_volume, "env": parse_env, "cwd": parse_workdir,
+           "cap_add": parse_capabilities, "cap_drop": parse_capabilities, "id": parse_id}
+REPEATED = ("io_read_bps", "io_write_bps", "volumes", "env", "cap_add", "cap_drop")
+
+
+def parse_options(options):
+    """{field: (option, text)} (a list of them for REPEATED fields) -> {field: value}.
+
+    memory_swap is parsed against memory (docker's rule: it is the total of both)."""
+    values = {}
+    for field, given in options.items():
+        if field == "memory_swap":
+            continue
+        if field in REPEATED:
+            values[field] = [PARSERS[field](text, option) for option, text in given]
+        else:
+            values[field] = PARSERS[field](given[1], given[0])
+    if "memory_swap" in options:
+        option, text = options["memory_swap"]
+        values["memory_swap"] = parse_memory_swap(text, values.get("memory"), option)
+    return values
+
+
+def build(options, command, volumes=(), env=(), cwd=None, cid=None, keep_id=False):
+    """The Spec for these options ({field: (option, text)}, see parse_options) and command.
+
+    The kernel launcher adds its volumes, env, cwd and container id. Every default
+    is decided here, once: the namespaces (no net namespace with --network host; a
+    user namespace when not root), home, capabilities, and memory+swap = memory
+    (docker's default would be 2x memory: the same value means swap is no escape).
+    """
+    v = parse_options(options)
+    memory = v.get("memory")
+    cid = cid or v.get("id") or new_id()
+    hostname = v.get("hostname") or cid[:12]
+    rootless = os.geteuid() != 0
+    network = v.get("network", "none")
+    namespaces = [k for k in NAMESPACES[:6] if not (k == "net" and network == "host")]
+    if rootless:
+        namespaces.append("user")
+    uid = gid = 0
+    if keep_id:
+        if not rootless:
+            raise usage("--user keeps a user's own uid in a rootless container; as root, "
+                        "run container-kernel as that user instead")
+        uid, gid = os.geteuid(), os.getegid()
+    home = "/root" if uid == 0 else "/home/user"
+    from . import capabilities
+    caps = capabilities.kept([n for names in v.get("cap_add", ()) for n in names],
+                             [n for names in v.get("cap_drop", ()) for n in names])
+    process = Process(tuple(command), default_env(hostname, home, list(v.get("env", ())) + list(env)),
+                      cwd or v.get("cwd", "/"), uid, gid, home)
+    return Spec(
+        id=cid, hostname=hostname, rootfs=v.get("rootfs", HOST_ROOTFS),
+        namespaces=tuple(namespaces), network=network,
+        volumes=tuple(v.get("volumes", ())) + tuple(volumes),
+        resources=Resources(memory, v.get("memory_swap", memory), v.get("cpus"), v.get("pids"),
+                            tuple(v.get("io_read_bps", ())), tuple(v.get("io_write_bps", ()))),
+        process=process, security=Security(caps), rootless=rootless,
+        run_base=default_run_base(rootless))
 
 
 def human_bytes(n):
@@ -274,39 +390,3 @@ def default_env(hostname, home, extra=(), path=None):
         env["TERM"] = os.environ["TERM"]
     env.update(extra)
     return tuple(env.items())
-
-
-def check_command(spec):
-    """Find the command in the container's PATH before anything is created.
-
-    Docker answers 127 for a command that is not there; so do we, but from the
-    host side, so a typo creates no cgroup and no namespace.
-    """
-    cmd = spec.process.args[0]
-    root = "" if spec.rootfs == "host" else spec.rootfs
-    env = dict(spec.process.env)
-    dirs = [""] if "/" in cmd else env.get("PATH", DEFAULT_PATH).split(":")
-    for d in dirs:
-        path = os.path.join(d, cmd) if d else (cmd if cmd.startswith("/") else
-                                               os.path.join(spec.process.cwd, cmd))
-        found = _resolve_in(root, path, spec)
-        if found and os.path.isfile(found) and os.access(found, os.X_OK):
-            return
-    where = "the host rootfs" if not root else repr(root)
-    raise ContainerError(f"command {cmd!r} not found in {where} (PATH={env.get('PATH', DEFAULT_PATH)})",
-                         NOT_FOUND)
-
-
-def _resolve_in(root, path, spec):
-    """path as the container will see it -> host path, following links inside root."""
-    for v in spec.volumes:
-        if path == v.target or path.startswith(v.target + "/"):
-            return v.source + path[len(v.target):]
-    host = root + path
-    for _ in range(40):
-        if not os.path.islink(host):
-            return host if os.path.exists(host) else None
-        target = os.readlink(host)
-        path = target if target.startswith("/") else os.path.join(os.path.dirname(path), target)
-        host = root + os.path.normpath(path)
-    return None

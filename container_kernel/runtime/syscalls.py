@@ -2,7 +2,10 @@
 
 Each wrapper is the syscall and nothing more: arguments as in the man page,
 OSError(errno) on failure. Python's `os` has some of them in newer versions
-(os.unshare and os.setns arrived in 3.12); where it does, we use it.
+(os.unshare arrived in 3.12); where it does, we use it. Every call that changes
+the process or the mount table goes through this module, so the mount plan and
+init's process setup are unit-tested against a recording fake of it
+(tests/fakes/syscalls.py, after youki's TestHelperSyscall).
 """
 
 import ctypes
@@ -44,8 +47,12 @@ ST_FLAGS_TO_MS = {os.ST_RDONLY: MS_RDONLY, os.ST_NOSUID: MS_NOSUID, os.ST_NODEV:
 PR_SET_PDEATHSIG = 1
 PR_SET_NAME = 15
 PR_SET_CHILD_SUBREAPER = 36
+PR_CAPBSET_DROP = 24
 PR_SET_NO_NEW_PRIVS = 38
 PR_GET_NO_NEW_PRIVS = 39
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_CLEAR_ALL = 4
+_LINUX_CAPABILITY_VERSION_3 = 0x20080522
 
 # glibc has no pivot_root() wrapper: call it by number.
 _SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "riscv64": 41, "ppc64le": 203, "s390x": 217}
@@ -62,12 +69,6 @@ def unshare(flags):
     if hasattr(os, "unshare"):
         return os.unshare(flags)
     _check(_libc.unshare(ctypes.c_int(flags)), "unshare")
-
-
-def setns(fd, nstype=0):
-    if hasattr(os, "setns"):
-        return os.setns(fd, nstype)
-    _check(_libc.setns(ctypes.c_int(fd), ctypes.c_int(nstype)), "setns")
 
 
 def _b(s):
@@ -91,9 +92,81 @@ def pivot_root(new_root, put_old):
     _check(_libc.syscall(ctypes.c_long(nr), _b(new_root), _b(put_old)), "pivot_root")
 
 
-def prctl(option, arg2=0):
-    return _check(_libc.prctl(ctypes.c_int(option), ctypes.c_ulong(arg2), ctypes.c_ulong(0),
+def prctl(option, arg2=0, arg3=0):
+    return _check(_libc.prctl(ctypes.c_int(option), ctypes.c_ulong(arg2), ctypes.c_ulong(arg3),
                               ctypes.c_ulong(0), ctypes.c_ulong(0)), "prctl")
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
+                ("inheritable", ctypes.c_uint32)]
+
+
+def capset(effective, permitted, inheritable=0):
+    """capset(2) of the calling thread, with 64-bit masks (two 32-bit words, version 3)."""
+    data = (_CapData * 2)()
+    for i in range(2):
+        shift = 32 * i
+        data[i].effective = (effective >> shift) & 0xFFFFFFFF
+        data[i].permitted = (permitted >> shift) & 0xFFFFFFFF
+        data[i].inheritable = (inheritable >> shift) & 0xFFFFFFFF
+    header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
+    _check(_libc.capset(ctypes.byref(header), data), "capset")
+
+
+def setrlimit(which, soft, hard):
+    import resource
+    resource.setrlimit(which, (soft, hard))
+
+
+def set_ids(uid, gid, drop_groups):
+    """Become uid/gid: groups first (while still allowed), then gid, then uid."""
+    if drop_groups:
+        os.setgroups([])
+    os.setgid(gid)
+    os.setuid(uid)
+
+
+MAX_FD = 1 << 20
+
+
+def closerange(low, high=MAX_FD):
+    """Close fds low..high-1 (CPython uses close_range(2) where the kernel has it)."""
+    os.closerange(low, high)
+
+
+def chdir(path):
+    os.chdir(path)
+
+
+PR_SET_SECCOMP = 22
+SECCOMP_MODE_FILTER = 2
+
+
+class _SockFprog(ctypes.Structure):
+    # struct sock_fprog: a BPF program is an array of 8-byte instructions.
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+def seccomp_load(program):
+    """prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog): install a compiled filter
+    (runtime/seccomp.py builds it with libseccomp) in the calling thread, for good.
+    The kernel takes one only with no_new_privs set or CAP_SYS_ADMIN: else EACCES."""
+    buf = ctypes.create_string_buffer(program, len(program))
+    prog = _SockFprog(len(program) // 8, ctypes.addressof(buf))
+    if _libc.prctl(ctypes.c_int(PR_SET_SECCOMP), ctypes.c_ulong(SECCOMP_MODE_FILTER),
+                   ctypes.byref(prog), ctypes.c_ulong(0), ctypes.c_ulong(0)) != 0:
+        err = ctypes.get_errno()
+        hint = " (set no_new_privs first)" if err == 13 else ""
+        raise OSError(err, f"seccomp: loading the filter: {os.strerror(err)}{hint}")
+
+
+def execvpe(args, env):
+    os.execvpe(args[0], list(args), dict(env))
 
 
 def set_name(name):

@@ -13,6 +13,7 @@ import time
 import pytest
 
 from container_kernel.runtime import cgroups
+from container_kernel.runtime.cgroups.stats import IORule, Pids
 from container_kernel.runtime.errors import ContainerError
 from container_kernel.runtime.spec import IOLimit, Resources
 from tests.helpers import whole_disk
@@ -25,9 +26,9 @@ def cg():
     if os.geteuid() != 0:
         pytest.skip("needs root: cgroup v1 directories are root's to create")
     version = cgroups.detect()
-    if version != "v1":
+    if version != 1:
         pytest.skip(f"needs a cgroup v1 host (this one: {version or 'no cgroupfs'})")
-    cg = cgroups.open_cgroup("test-" + os.urandom(4).hex(), "v1")
+    cg = cgroups.open_cgroup("test-" + os.urandom(4).hex(), 1)
     yield cg
     try:
         cg.destroy()
@@ -66,32 +67,32 @@ def test_limits_live_changes_kill_and_destroy(cg, procs):
         assert f"{disk[0]}:{disk[1]} {10 * MiB}" in cat(cg, "blkio", "blkio.throttle.write_bps_device")
 
     s = cg.stats()
-    assert s["version"] == 1 and s["path"] == cg.paths()
-    assert s["memory"]["limit"] == 64 * MiB
-    assert s["memory"]["swap_limit"] == (64 * MiB if has_memsw else None)
-    assert s["memory"]["oom_kills"] == 0 and s["memory"]["usage"] is not None
-    assert s["cpu"]["cpus"] == 0.5 and s["cpu"]["usage_ns"] >= 0 and s["cpu"]["nr_throttled"] >= 0
-    assert s["pids"] == {"limit": 10, "current": 1, "events_max": 0}
+    assert s.version == 1 and s.paths == cg.paths()
+    assert s.memory.limit == 64 * MiB
+    assert s.memory.swap_limit == (64 * MiB if has_memsw else None)
+    assert s.memory.oom_kills == 0 and s.memory.usage is not None
+    assert s.cpu.cpus == 0.5 and s.cpu.usage_ns >= 0 and s.cpu.nr_throttled >= 0
+    assert s.pids == Pids(limit=10, current=1, events_max=0)
     if disk:
-        assert {"major": disk[0], "minor": disk[1], "rbps": None, "wbps": 10 * MiB} in s["io"]["limits"]
-    assert s["io"]["read_bytes"] >= 0 and s["io"]["write_bytes"] >= 0
+        assert IORule(disk[0], disk[1], None, 10 * MiB) in s.io.limits
+    assert s.io.read_bytes >= 0 and s.io.write_bytes >= 0
 
     # Live changes: lowering writes limit then memsw, raising memsw then limit;
     # the other order is refused by the kernel.
     cg.apply(Resources(memory=32 * MiB, memory_swap=32 * MiB))
-    assert cg.stats()["memory"]["limit"] == 32 * MiB
+    assert cg.stats().memory.limit == 32 * MiB
     cg.apply(Resources(memory=128 * MiB, memory_swap=256 * MiB))
-    assert cg.stats()["memory"]["limit"] == 128 * MiB
+    assert cg.stats().memory.limit == 128 * MiB
     if has_memsw:
-        assert cg.stats()["memory"]["swap_limit"] == 256 * MiB
+        assert cg.stats().memory.swap_limit == 256 * MiB
         with pytest.raises(ContainerError, match="memory.limit_in_bytes: Invalid argument"):
             cg.apply(Resources(memory=512 * MiB))  # above memsw: the kernel says no
-    for field in ("memory", "cpus", "pids", "io"):
+    for field in ("memory", "cpu", "pids", "io"):
         cg.reset(field)
     s = cg.stats()
-    assert (s["memory"]["limit"], s["memory"]["swap_limit"], s["cpu"]["cpus"], s["pids"]["limit"]) == \
+    assert (s.memory.limit, s.memory.swap_limit, s.cpu.cpus, s.pids.limit) == \
         (None, None, None, None)
-    assert s["io"]["limits"] == []
+    assert s.io.limits == ()
 
     cg.kill()
     assert sleep.wait(timeout=5) == -signal.SIGKILL
@@ -117,14 +118,14 @@ def test_limits_are_enforced(cg, procs):
     forker.stdin.write("go\n")
     forker.stdin.flush()
     s = cg.stats()
-    assert s["memory"]["oom_kills"] >= 1 and cg.oom_kills() == s["memory"]["oom_kills"]
+    assert s.memory.oom_kills >= 1 and cg.oom_kills() == s.memory.oom_kills
     # failcnt is not asserted: this host's 6.18 kernel leaves it 0 even through an OOM kill.
-    assert isinstance(s["memory"]["failcnt"], int) and 0 < s["memory"]["peak"] <= 32 * MiB
+    assert isinstance(s.memory.failcnt, int) and 0 < s.memory.peak <= 32 * MiB
     deadline = time.monotonic() + 5
-    while not cg.stats()["pids"]["events_max"] and time.monotonic() < deadline:
+    while not cg.stats().pids.events_max and time.monotonic() < deadline:
         time.sleep(0.01)
     s = cg.stats()
-    assert s["pids"]["events_max"] >= 1 and s["pids"]["current"] <= 4
+    assert s.pids.events_max >= 1 and s.pids.current <= 4
     assert len(cg.procs()) >= 2  # the sleeps that did fork (the shell may have given up)
     cg.destroy()  # kills them first: rmdir would be EBUSY otherwise
     assert all(not os.path.exists(d) for d in cg.paths().values())
@@ -132,7 +133,7 @@ def test_limits_are_enforced(cg, procs):
 
 
 def test_collect_stale_removes_only_the_dead(cg):
-    other = cgroups.open_cgroup(cg.id + "-dead", "v1")
+    other = cgroups.open_cgroup(cg.id + "-dead", 1)
     try:
         cg.create(Resources())
         other.create(Resources(pids=5))

@@ -23,8 +23,9 @@ import time
 import pytest
 
 from container_kernel.runtime import cgroups
+from container_kernel.runtime.cgroups.stats import IORule, Pids
 from container_kernel.runtime.errors import ContainerError
-from container_kernel.runtime.spec import IOLimit, Resources
+from container_kernel.runtime.spec import LIMITS, IOLimit, Resources
 from tests.helpers import whole_disk
 
 MiB = 1 << 20
@@ -36,13 +37,13 @@ def cg():
     if os.geteuid() != 0:
         pytest.skip("needs root: the cgroup v2 root is root's to write")
     version = cgroups.detect() if os.path.isdir(cgroups.ROOT) else None
-    if version != "v2":
+    if version != 2:
         pytest.skip(f"needs a cgroup v2 host (this one: {version or 'no cgroupfs'}; "
                     "make test-v2 runs this in a v2 VM)")
-    missing = [c for c in WANTED if c not in cgroups.available_controllers("v2")]
+    missing = [c for c in WANTED if c not in cgroups.available_controllers(2)]
     if missing:
         pytest.skip(f"the v2 root does not offer {', '.join(missing)}")
-    cg = cgroups.open_cgroup("test-" + os.urandom(4).hex(), "v2")
+    cg = cgroups.open_cgroup("test-" + os.urandom(4).hex(), 2)
     yield cg
     try:
         cg.destroy()
@@ -100,37 +101,36 @@ def test_controllers_limits_live_changes_kill_and_destroy(cg, procs):
         assert cat(cg.path, "io.max") == f"{disk[0]}:{disk[1]} rbps=max wbps={10 * MiB} riops=max wiops=max"
 
     s = cg.stats()
-    assert s["version"] == 2 and s["path"] == {"unified": cg.path}
-    assert s["memory"]["limit"] == 64 * MiB
-    assert s["memory"]["swap_limit"] == (64 * MiB if has_swap else None)
-    assert s["memory"]["oom_kills"] == 0 and s["memory"]["failcnt"] == 0
-    assert s["memory"]["usage"] is not None
-    assert s["memory"]["peak"] is not None or not os.path.exists(os.path.join(cg.path, "memory.peak"))
-    assert s["cpu"]["cpus"] == 0.5 and s["cpu"]["usage_ns"] >= 0 and s["cpu"]["nr_throttled"] >= 0
-    assert s["pids"] == {"limit": 10, "current": 1, "events_max": 0}
+    assert s.version == 2 and s.paths == {"unified": cg.path}
+    assert s.memory.limit == 64 * MiB
+    assert s.memory.swap_limit == (64 * MiB if has_swap else None)
+    assert s.memory.oom_kills == 0 and s.memory.failcnt == 0
+    assert s.memory.usage is not None
+    assert s.memory.peak is not None or not os.path.exists(os.path.join(cg.path, "memory.peak"))
+    assert s.cpu.cpus == 0.5 and s.cpu.usage_ns >= 0 and s.cpu.nr_throttled >= 0
+    assert s.pids == Pids(limit=10, current=1, events_max=0)
     if disk:
-        assert s["io"]["limits"] == [{"major": disk[0], "minor": disk[1], "rbps": None, "wbps": 10 * MiB}]
-    assert s["io"]["read_bytes"] >= 0 and s["io"]["write_bytes"] >= 0
+        assert s.io.limits == (IORule(disk[0], disk[1], None, 10 * MiB),)
+    assert s.io.read_bytes >= 0 and s.io.write_bytes >= 0
 
     # Live changes. Unlike v1 there is no order to respect: memory.max may go below
     # usage (the kernel reclaims) and above the old memory+swap total.
     cg.apply(Resources(memory=32 * MiB, memory_swap=32 * MiB))
-    assert cg.stats()["memory"]["limit"] == 32 * MiB
+    assert cg.stats().memory.limit == 32 * MiB
     cg.apply(Resources(memory=128 * MiB, memory_swap=256 * MiB))
-    s = cg.stats()["memory"]
-    assert s["limit"] == 128 * MiB
+    s = cg.stats().memory
+    assert s.limit == 128 * MiB
     if has_swap:
-        assert s["swap_limit"] == 256 * MiB and cat(cg.path, "memory.swap.max") == str(128 * MiB)
+        assert s.swap_limit == 256 * MiB and cat(cg.path, "memory.swap.max") == str(128 * MiB)
     if disk:  # rbps added for the same device: wbps keeps its value
         cg.apply(Resources(io_read_bps=(IOLimit("disk", disk[0], disk[1], 5 * MiB),)))
-        assert cg.stats()["io"]["limits"] == [
-            {"major": disk[0], "minor": disk[1], "rbps": 5 * MiB, "wbps": 10 * MiB}]
-    for field in cgroups.FIELDS:
+        assert cg.stats().io.limits == (IORule(disk[0], disk[1], 5 * MiB, 10 * MiB),)
+    for field in LIMITS:
         cg.reset(field)
     s = cg.stats()
-    assert (s["memory"]["limit"], s["memory"]["swap_limit"], s["cpu"]["cpus"], s["pids"]["limit"]) == \
+    assert (s.memory.limit, s.memory.swap_limit, s.cpu.cpus, s.pids.limit) == \
         (None, None, None, None)
-    assert s["io"]["limits"] == [] and cat(cg.path, "io.max") == ""
+    assert s.io.limits == () and cat(cg.path, "io.max") == ""
 
     cg.kill()
     assert sleep.wait(timeout=5) == -signal.SIGKILL
@@ -142,7 +142,7 @@ def test_controllers_limits_live_changes_kill_and_destroy(cg, procs):
 
 def test_no_internal_processes_rule(cg, procs):
     """A non-root cgroup holds processes or hands controllers down, never both."""
-    inner = cgroups.open_cgroup("inner", "v2", base=cg.path)
+    inner = cgroups.open_cgroup("inner", 2, base=cg.path)
     inner_parent = os.path.join(cg.path, cgroups.PARENT)
     cg.create(Resources())
     sleep = subprocess.Popen(["sleep", "30"])
@@ -182,19 +182,19 @@ def test_limits_are_enforced(cg, procs):
     go(forker)
     s = cg.stats()
     events = keyed(cg.path, "memory.events")
-    assert s["memory"]["oom_kills"] == events["oom_kill"] >= 1 and cg.oom_kills() == events["oom_kill"]
-    assert s["memory"]["failcnt"] == events["max"] >= 1  # v2 counts every hit of memory.max
+    assert s.memory.oom_kills == events["oom_kill"] >= 1 and cg.oom_kills() == events["oom_kill"]
+    assert s.memory.failcnt == events["max"] >= 1  # v2 counts every hit of memory.max
     if os.path.exists(os.path.join(cg.path, "memory.peak")):  # Linux 5.19+
-        assert 0 < s["memory"]["peak"] <= 32 * MiB
-        print(f"measured: OOM at memory.max 32 MiB: memory.peak {s['memory']['peak'] / MiB:.1f} MiB, "
+        assert 0 < s.memory.peak <= 32 * MiB
+        print(f"measured: OOM at memory.max 32 MiB: memory.peak {s.memory.peak / MiB:.1f} MiB, "
               f"oom_kill {events['oom_kill']}, max events {events['max']}")
     deadline = time.monotonic() + 10
-    while not cg.stats()["pids"]["events_max"] and time.monotonic() < deadline:
+    while not cg.stats().pids.events_max and time.monotonic() < deadline:
         time.sleep(0.01)
     s = cg.stats()
-    assert s["pids"]["events_max"] >= 1 and s["pids"]["current"] <= 4
-    print(f"measured: pids.max 4: pids.events max {s['pids']['events_max']}, "
-          f"pids.current {s['pids']['current']}")
+    assert s.pids.events_max >= 1 and s.pids.current <= 4
+    print(f"measured: pids.max 4: pids.events max {s.pids.events_max}, "
+          f"pids.current {s.pids.current}")
     assert len(cg.procs()) >= 2
     cg.destroy()  # kills them first: rmdir would be EBUSY otherwise
     assert not os.path.exists(cg.path)
@@ -210,18 +210,18 @@ def test_cpu_max_throttles_two_busy_processes_to_half_a_cpu(cg, procs):
     procs += busy
     for p in busy:
         cg.add(p.pid)
-    before, t0 = cg.stats()["cpu"], time.monotonic()
+    before, t0 = cg.stats().cpu, time.monotonic()
     go(*busy)
     for p in busy:
         assert p.wait(timeout=60) == 0
-    after, wall = cg.stats()["cpu"], time.monotonic() - t0
-    ratio = (after["usage_ns"] - before["usage_ns"]) / 1e9 / wall
-    throttled = after["nr_throttled"] - before["nr_throttled"]
+    after, wall = cg.stats().cpu, time.monotonic() - t0
+    ratio = (after.usage_ns - before.usage_ns) / 1e9 / wall
+    throttled = after.nr_throttled - before.nr_throttled
     print(f"measured: cpu.max 50000 100000, 2 busy processes for 3 s: {ratio:.3f} CPUs, "
-          f"{throttled} of {after['nr_periods'] - before['nr_periods']} periods throttled, "
-          f"{(after['throttled_ns'] - before['throttled_ns']) / 1e9:.2f} s throttled")
+          f"{throttled} of {after.nr_periods - before.nr_periods} periods throttled, "
+          f"{(after.throttled_ns - before.throttled_ns) / 1e9:.2f} s throttled")
     assert 0.4 <= ratio <= 0.6, ratio
-    assert throttled > 0 and after["throttled_ns"] > before["throttled_ns"]
+    assert throttled > 0 and after.throttled_ns > before.throttled_ns
 
 
 def test_io_max_throttles_direct_writes_on_a_real_disk(cg, procs):
@@ -246,7 +246,7 @@ print({size} / (time.monotonic() - t0))
     procs.append(writer)
     cg.add(writer.pid)
     try:
-        before = cg.stats()["io"]["write_bytes"]
+        before = cg.stats().io.write_bytes
         out, err = writer.communicate("go\n", timeout=120)
     finally:
         if os.path.exists(path):
@@ -255,7 +255,7 @@ print({size} / (time.monotonic() - t0))
         pytest.skip(f"O_DIRECT is not supported on {base}'s filesystem here")
     assert writer.returncode == 0, err
     measured = float(out)
-    written = cg.stats()["io"]["write_bytes"] - before
+    written = cg.stats().io.write_bytes - before
     print(f"measured: io.max {disk[0]}:{disk[1]} wbps=4 MiB/s, {size // MiB} MiB O_DIRECT: "
           f"{measured / MiB:.2f} MiB/s; io.stat wbytes +{written / MiB:.1f} MiB")
     assert written >= size  # the cgroup's own counter saw the writes
@@ -321,7 +321,7 @@ time.sleep(60)
     assert hog.returncode == -signal.SIGKILL
     assert child.oom_kills() >= 1 and kernel.poll() is None and sleeper.poll() is None
     assert {kernel.pid, sleeper.pid} <= set(cg.procs(recursive=True))
-    assert cg.stats()["memory"]["usage"] > 0  # the container's cgroup counts its whole subtree
+    assert cg.stats().memory.usage > 0  # the container's cgroup counts its whole subtree
 
     cg.destroy()  # cgroup.kill takes the subtree; the children go first, then the cgroup
     assert kernel.wait(timeout=5) == -signal.SIGKILL and sleeper.wait(timeout=5) == -signal.SIGKILL
@@ -388,12 +388,12 @@ from container_kernel.runtime import cgroups
 from container_kernel.runtime.spec import Resources
 base, why = cgroups.delegated_base()
 out = {"base": base, "why": why}
-c = cgroups.open_cgroup("mine", "v2", base=base)
+c = cgroups.open_cgroup("mine", 2, base=base)
 c.create(Resources(memory=32 << 20, memory_swap=32 << 20, pids=8))
 hog = subprocess.Popen([sys.executable, "-c", "input(); b = bytearray(128 << 20)"], stdin=subprocess.PIPE)
 c.add(hog.pid)
 hog.communicate(b"go\\n")
-out.update(path=c.path, hog=hog.returncode, oom_kills=c.oom_kills(), limit=c.stats()["memory"]["limit"])
+out.update(path=c.path, hog=hog.returncode, oom_kills=c.oom_kills(), limit=c.stats().memory.limit)
 c.destroy()
 out["removed"] = c.id not in cgroups.list_ids(base=base)
 print(json.dumps(out))
@@ -432,7 +432,7 @@ sys.stdout.write(str(r.returncode) + "\\n" + r.stdout + r.stderr)
 
 
 def test_collect_stale_removes_only_the_dead(cg):
-    other = cgroups.open_cgroup(cg.id + "-dead", "v2")
+    other = cgroups.open_cgroup(cg.id + "-dead", 2)
     try:
         cg.create(Resources())
         other.create(Resources(pids=5))

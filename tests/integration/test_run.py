@@ -365,10 +365,10 @@ def test_30_runs_a_third_sigkilled_leave_nothing(tmp_path):
 
 
 def test_the_payload_keeps_only_dockers_default_capabilities():
-    from container_kernel.runtime import capabilities
+    from container_kernel.runtime import capabilities, procfs
     inside = probe()
-    kept = capabilities.names_of(inside["cap_eff"])
+    kept = procfs.capability_names(inside["cap_eff"])
     assert kept == [n for n in capabilities.NAMES if n in capabilities.DEFAULT]
     assert "sys_admin" not in kept and "mknod" not in kept
-    added = capabilities.names_of(probe("--cap-add", "SYS_ADMIN", "--cap-drop", "chown")["cap_eff"])
+    added = procfs.capability_names(probe("--cap-add", "SYS_ADMIN", "--cap-drop", "chown")["cap_eff"])
     assert "sys_admin" in added and "chown" not in added

@@ -109,7 +109,7 @@ def test_doctor_json_reports_this_hosts_facts():
     assert host["root"] is True and host["uid"] == 0
     assert host["python"] == platform.python_version()  # the venv's, which runs this test
     assert host["kernel"] == os.uname().release
-    assert host["cgroup_mode"] == mode
+    assert host["cgroup_version"] == {"v1": 1, "v2": 2}.get(mode)
     assert host["cgroup_hybrid"] == hybrid
     reported = set(host["cgroup_controllers"])
     assert reported <= controllers  # nothing it does not have...
@@ -219,7 +219,7 @@ def test_doctor_as_a_user_says_how_limits_are_enforced(as_user):
     assert report["host"]["root"] is False and report["host"]["uid"] == user.pw_uid
     feats = {f["feature"]: (f["on"], f["why"]) for f in report["features"]}
     from container_kernel.runtime import cgroups
-    if cgroups.detect() == "v1":  # no delegation on v1: rlimit fallbacks for memory and pids only
+    if cgroups.detect() == 1:  # no delegation on v1: rlimit fallbacks for memory and pids only
         memory, cpu, pids, io = (feats[LIMITS[k]] for k in ("memory", "cpu", "pids", "io"))
         assert memory[0] and "RLIMIT_AS" in memory[1] and "MemoryError" in memory[1]
         assert pids[0] and "RLIMIT_NPROC" in pids[1]

@@ -15,7 +15,7 @@ import time
 import pytest
 from jupyter_client import KernelManager
 
-from container_kernel.jupyter.magics import capabilities
+from container_kernel.runtime.procfs import capability_names
 from tests.helpers import CK, children, host_ns, leftovers, whole_disk
 from tests.jupyter.test_kernel import kernel, run
 
@@ -115,14 +115,15 @@ def test_container_info_json_is_what_the_host_sees(ceil_kernel):
     # Mounts, capabilities, no_new_privs, seccomp: the kernel's own /proc entries.
     with open(f"/proc/{host['kernel_pid']}/mountinfo") as f:
         assert len(info["mounts"]) == len(f.read().splitlines())
-    assert info["capabilities"] == capabilities(proc_status(host["kernel_pid"], "CapEff")[0])
+    assert info["capabilities"] == capability_names(proc_status(host["kernel_pid"], "CapEff")[0])
     assert info["no_new_privs"] == (proc_status(host["kernel_pid"], "NoNewPrivs") == ["1"])
     assert info["seccomp"] == {"0": "disabled", "1": "strict", "2": "filter"}[
         proc_status(host["kernel_pid"], "Seccomp")[0]]
     assert info["interfaces"] == ["lo"] and host["network"] == "none"
     # The cgroup: its files on the host, its limits the ceiling.
     cg = info["cgroup"]
-    assert cg["seen_from"] == "the host" and cg["ceiling"] == {"memory": 512 * MiB, "cpus": 1.0, "pids": 100}
+    assert cg["seen_from"] == "the host" and cg["ceiling"] == {"memory": 512 * MiB, "cpu": 1.0, "pids": 100}
+    assert cg["version"] in (1, 2) and cg["stats"]["paths"] == cg["paths"]
     for d in cg["paths"].values():
         assert os.path.isdir(d) and f"/container-kernel/{host['id']}" in d
     assert str(host["kernel_pid"]) in cgroup_file(cg["paths"], "memory", "cgroup.procs").split()
@@ -153,8 +154,8 @@ def test_container_info_view(ceil_kernel):
 def test_cgroup_view_and_json(ceil_kernel):
     km, kc = ceil_kernel
     data = value_of(kc, "import json\n_s = %cgroup --json\nprint(json.dumps(_s))")
-    stats, paths = data["stats"], data["stats"]["path"]
-    assert data["ceiling"] == {"memory": 512 * MiB, "cpus": 1.0, "pids": 100}
+    stats, paths = data["stats"], data["stats"]["paths"]
+    assert data["ceiling"] == {"memory": 512 * MiB, "cpu": 1.0, "pids": 100}
     assert stats["memory"]["limit"] == int(memory_limit(paths))
     assert stats["pids"]["limit"] == int(cgroup_file(paths, "pids", "pids.max"))
     reply, out = run(kc, "%cgroup")

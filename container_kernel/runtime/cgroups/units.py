@@ -6,6 +6,8 @@ Every conversion between the two lives here, as runc keeps them in
 cgroups/utils.go and fs2/, so both drivers agree on what a value means.
 """
 
+from .stats import IORule
+
 PERIOD_US = 100000   # the CFS period docker uses (100 ms); a CPU limit is a quota per period
 MIN_QUOTA_US = 1000  # the kernel refuses a CFS quota under 1 ms (EINVAL)
 
@@ -105,6 +107,6 @@ def v1_io_bytes(text):
 
 
 def io_limits(read_bps, write_bps):
-    """Two {(major, minor): bps|None} maps -> the stats' sorted list of per-device limits."""
-    return [{"major": dev[0], "minor": dev[1], "rbps": read_bps.get(dev), "wbps": write_bps.get(dev)}
-            for dev in sorted(set(read_bps) | set(write_bps))]
+    """Two {(major, minor): bps|None} maps -> Stats.io.limits: IORules sorted by device."""
+    return tuple(IORule(dev[0], dev[1], read_bps.get(dev), write_bps.get(dev))
+                 for dev in sorted(set(read_bps) | set(write_bps)))

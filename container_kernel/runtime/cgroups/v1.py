@@ -9,7 +9,9 @@ import errno
 import os
 
 from ..errors import usage
-from . import FIELDS, Cgroup, units
+from . import units
+from .base import Cgroup, bad_limit
+from .stats import IO, Cpu, Memory, Pids, Stats
 
 LIMIT = "memory.limit_in_bytes"
 MEMSW = "memory.memsw.limit_in_bytes"
@@ -83,20 +85,20 @@ class V1Cgroup(Cgroup):
         for path, value in order:
             self._set(path, value, hints)
 
-    def reset(self, field):
-        if field == "memory":
+    def reset(self, limit):
+        if limit == "memory":
             self._set_memory(-1, -1)
-        elif field == "cpus":
+        elif limit == "cpu":
             self._set(self._need("cpu", "cpu.cfs_quota_us"), -1)
-        elif field == "pids":
+        elif limit == "pids":
             self._set(self._need("pids", "pids.max"), "max")
-        elif field == "io":
+        elif limit == "io":
             for _, name in BPS_FILES:
                 path = self._need("blkio", name)
                 for major, minor in units.v1_throttle(self._get(path)):
                     self._set(path, f"{major}:{minor} 0")  # 0 removes the rule
         else:
-            raise usage(f"cgroup: cannot reset {field!r}: use one of {', '.join(FIELDS)}")
+            raise bad_limit(limit)
 
     def stats(self):
         def get(controller, name):
@@ -116,35 +118,35 @@ class V1Cgroup(Cgroup):
         failcnt = units.number(get("memory", "memory.failcnt"))
         if failcnt is not None:
             failcnt += units.number(get("memory", "memory.memsw.failcnt")) or 0
-        return {
-            "version": 1,
-            "path": self.paths(),
-            "memory": {
-                "limit": units.v1_limit(get("memory", LIMIT)),
-                "swap_limit": units.v1_limit(get("memory", MEMSW)),  # already memory+swap
-                "usage": units.number(get("memory", "memory.usage_in_bytes")),
-                "peak": units.number(get("memory", "memory.max_usage_in_bytes")),
-                "oom_kills": oom.get("oom_kill"),
-                "failcnt": failcnt,
-            },
-            "cpu": {
-                "cpus": units.quota_to_cpus(quota, units.number(get("cpu", "cpu.cfs_period_us"))),
-                "usage_ns": units.number(get("cpuacct", "cpuacct.usage")),
-                "nr_periods": cpu.get("nr_periods"),
-                "nr_throttled": cpu.get("nr_throttled"),
-                "throttled_ns": cpu.get("throttled_time"),  # v1 counts it in ns already
-            },
-            "pids": {
-                "limit": units.number(get("pids", "pids.max")),
-                "current": units.number(get("pids", "pids.current")),
-                "events_max": pids_events.get("max"),
-            },
-            "io": {
-                "limits": units.io_limits(reads, writes),
-                "read_bytes": read_bytes,
-                "write_bytes": write_bytes,
-            },
-        }
+        return Stats(
+            version=1,
+            paths=self.paths(),
+            memory=Memory(
+                limit=units.v1_limit(get("memory", LIMIT)),
+                swap_limit=units.v1_limit(get("memory", MEMSW)),  # already memory+swap
+                usage=units.number(get("memory", "memory.usage_in_bytes")),
+                peak=units.number(get("memory", "memory.max_usage_in_bytes")),
+                oom_kills=oom.get("oom_kill"),
+                failcnt=failcnt,
+            ),
+            cpu=Cpu(
+                cpus=units.quota_to_cpus(quota, units.number(get("cpu", "cpu.cfs_period_us"))),
+                usage_ns=units.number(get("cpuacct", "cpuacct.usage")),
+                nr_periods=cpu.get("nr_periods"),
+                nr_throttled=cpu.get("nr_throttled"),
+                throttled_ns=cpu.get("throttled_time"),  # v1 counts it in ns already
+            ),
+            pids=Pids(
+                limit=units.number(get("pids", "pids.max")),
+                current=units.number(get("pids", "pids.current")),
+                events_max=pids_events.get("max"),
+            ),
+            io=IO(
+                limits=units.io_limits(reads, writes),
+                read_bytes=read_bytes,
+                write_bytes=write_bytes,
+            ),
+        )
 
     def oom_kills(self):
         # "oom_kill N" in memory.oom_control since Linux 4.13.

@@ -9,7 +9,9 @@ import errno
 import os
 
 from ..errors import ContainerError, usage
-from . import FIELDS, PARENT, Cgroup, _error, units
+from . import units
+from .base import PARENT, Cgroup, _error, bad_limit
+from .stats import IO, Cpu, Memory, Pids, Stats
 
 CONTROLLERS = ("memory", "cpu", "pids", "io")
 LEAF = "main"  # where a container's own processes go once it has child cgroups
@@ -112,20 +114,20 @@ class V2Cgroup(Cgroup):
             raise usage(f"cgroup: memory+swap ({memory_swap}) is less than memory ({memory})")
         self._set(path, value)
 
-    def reset(self, field):
-        if field == "memory":
+    def reset(self, limit):
+        if limit == "memory":
             self._set(self._file("memory.max"), "max")
             if os.path.exists(self._file("memory.swap.max")):
                 self._set(self._file("memory.swap.max"), "max")
-        elif field == "cpus":
+        elif limit == "cpu":
             self._set(self._file("cpu.max"), f"max {units.PERIOD_US}")
-        elif field == "pids":
+        elif limit == "pids":
             self._set(self._file("pids.max"), "max")
-        elif field == "io":
+        elif limit == "io":
             for (major, minor), _ in units.nested(self._get(self._file("io.max"))):
                 self._set(self._file("io.max"), f"{major}:{minor} rbps=max wbps=max")
         else:
-            raise usage(f"cgroup: cannot reset {field!r}: use one of {', '.join(FIELDS)}")
+            raise bad_limit(limit)
 
     def stats(self):
         get = lambda name: self._get(self._file(name))  # noqa: E731
@@ -138,38 +140,38 @@ class V2Cgroup(Cgroup):
         io_max = units.nested(get("io.max"))
         io_stat = get("io.stat")
         devices = units.nested(io_stat)
-        return {
-            "version": 2,
-            "path": self.paths(),
-            "memory": {
-                "limit": limit,
+        return Stats(
+            version=2,
+            paths=self.paths(),
+            memory=Memory(
+                limit=limit,
                 # v2 limits swap alone; report docker's memory+swap total like v1 does.
-                "swap_limit": limit + swap if limit is not None and swap is not None else None,
-                "usage": units.number(get("memory.current")),
-                "peak": units.number(get("memory.peak")),  # Linux 5.19+
-                "oom_kills": events.get("oom_kill"),
-                "failcnt": events.get("max"),  # times usage hit memory.max: v1's failcnt
-            },
-            "cpu": {
-                "cpus": units.quota_to_cpus(units.number(quota or None), units.number(period or None)),
-                "usage_ns": _ns(cpu.get("usage_usec")),
-                "nr_periods": cpu.get("nr_periods"),
-                "nr_throttled": cpu.get("nr_throttled"),
-                "throttled_ns": _ns(cpu.get("throttled_usec")),
-            },
-            "pids": {
-                "limit": units.number(get("pids.max")),
-                "current": units.number(get("pids.current")),
-                "events_max": pids_events.get("max"),
-            },
-            "io": {
-                "limits": units.io_limits(
+                swap_limit=limit + swap if limit is not None and swap is not None else None,
+                usage=units.number(get("memory.current")),
+                peak=units.number(get("memory.peak")),  # Linux 5.19+
+                oom_kills=events.get("oom_kill"),
+                failcnt=events.get("max"),  # times usage hit memory.max: v1's failcnt
+            ),
+            cpu=Cpu(
+                cpus=units.quota_to_cpus(units.number(quota or None), units.number(period or None)),
+                usage_ns=_ns(cpu.get("usage_usec")),
+                nr_periods=cpu.get("nr_periods"),
+                nr_throttled=cpu.get("nr_throttled"),
+                throttled_ns=_ns(cpu.get("throttled_usec")),
+            ),
+            pids=Pids(
+                limit=units.number(get("pids.max")),
+                current=units.number(get("pids.current")),
+                events_max=pids_events.get("max"),
+            ),
+            io=IO(
+                limits=units.io_limits(
                     {dev: v["rbps"] for dev, v in io_max if v.get("rbps") is not None},
                     {dev: v["wbps"] for dev, v in io_max if v.get("wbps") is not None}),
-                "read_bytes": sum(v.get("rbytes", 0) for _, v in devices) if io_stat is not None else None,
-                "write_bytes": sum(v.get("wbytes", 0) for _, v in devices) if io_stat is not None else None,
-            },
-        }
+                read_bytes=sum(v.get("rbytes", 0) for _, v in devices) if io_stat is not None else None,
+                write_bytes=sum(v.get("wbytes", 0) for _, v in devices) if io_stat is not None else None,
+            ),
+        )
 
     def oom_kills(self):
         return units.keyed(self._get(self._file("memory.events"))).get("oom_kill", 0)

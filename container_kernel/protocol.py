@@ -1,0 +1,256 @@
+"""The control socket's one vocabulary, shared by both sides of the container boundary.
+
+The kernel runs inside the container, where /sys/fs/cgroup is read-only and the
+host's /proc is out of sight. The launcher stays outside: it owns the cgroup and
+knows the host's PIDs and namespaces. So the magics and widgets (inside/client.py)
+ask the launcher (kernel/control.py) over a unix socket in the kernel's socket
+dir, bound into the container at the same path; its path reaches the kernel as
+$CK_CONTROL:
+
+    kernel (inside)  --- {"op": "set", "controller": "memory", "value": "100M"}\\n --->  launcher (host)
+                     <-- {"ok": true, "controller": "memory", "limit": 104857600, ...}\\n ---
+
+One JSON request line, one JSON reply line, one request per connection. A reply
+is {"ok": true, ...fields of the op's record} or {"error": "one line a user can
+act on"}. Requests are typed here (REQUESTS) and checked field by field before
+any handler sees them: what the container sends is hostile input.
+
+    op           request fields                    reply record
+    info         -                                 Info
+    stats        -                                 StatsReply
+    set          controller, value[, direction,    SetReply
+                 device]
+    ps           -                                 PsReply
+    sandbox      pid, memory, cpu, pids            SandboxReply   (a child cgroup, the fork moved in)
+    sandbox_end  name                              SandboxEnd     (its final counters, then removed)
+
+The ceiling is the kernelspec's limits: the server refuses anything above it,
+whoever asks. Limits are named by the controller everywhere (spec.LIMITS).
+"""
+
+import json
+from collections import namedtuple
+
+from .runtime import spec as S
+from .runtime.cgroups.stats import Stats
+from .runtime.errors import ContainerError
+from .runtime.limits import RLIMIT_AS_ENV  # noqa: F401  (read inside, set by the launcher)
+
+# The environment the launcher gives the kernel: the only channel besides the socket.
+CONTROL_ENV = "CK_CONTROL"             # the control socket's path
+PREVIOUS_EXIT_ENV = "CK_PREVIOUS_EXIT"  # why the previous kernel died, shown at the first cell
+UNCONFINED_ENV = "CK_UNCONFINED"        # degraded mode: why this kernel is NOT contained
+
+MAX_LINE = 64 * 1024   # a request is a few hundred bytes: anything longer is refused
+MAX_REPLY = 16 << 20   # a reply (ps of many processes) may be long, but not without end
+TIMEOUT = 5.0          # seconds a client may take to send its line (one at a time is served)
+CLIENT_TIMEOUT = 30.0  # a sandbox_end may wait for the killed processes to exit
+MAX_FIELD = 256        # characters of any string field of a request
+
+CONTROLLERS = S.LIMITS  # memory, cpu, pids, io
+SETTABLE = ("memory", "cpu", "pids")  # by value; io by direction and device
+IO_DIRECTIONS = ("read", "write")
+
+# op -> {field: type}; "pid" is an int, everything else a short string.
+REQUESTS = {
+    "info": {}, "stats": {}, "ps": {},
+    "set": {"controller": str, "value": str, "direction": str, "device": str},
+    "sandbox": {"pid": int, "memory": str, "cpu": str, "pids": str},
+    "sandbox_end": {"name": str},
+}
+
+
+class ControlError(Exception):
+    """A one-line error from the control socket (or from reaching it)."""
+
+
+# ---- limits: parsed the same on both sides (the server is the authority) -----------------
+
+def parse_limit(controller, text):
+    """A limit's text -> its value; "max" -> None (back to the ceiling, or unlimited)."""
+    text = str(text).strip()
+    if controller not in SETTABLE:
+        raise ContainerError(f"unknown controller {str(controller)[:40]!r}: use one of "
+                             f"{', '.join(CONTROLLERS)}")
+    if text.lower() == "max":
+        return None
+    parser = {"memory": S.parse_memory, "cpu": S.parse_cpus, "pids": S.parse_pids}[controller]
+    return parser(text, controller)
+
+
+def parse_rate(direction, text):
+    """An io rate ("10M/s", "512k"); "max" -> None (lift the limit)."""
+    if direction not in IO_DIRECTIONS:
+        raise ContainerError(f"io: unknown direction {str(direction)[:40]!r}: use read or write")
+    text = str(text).strip()
+    return None if text.lower() == "max" else S.parse_rate(text, f"io {direction}")
+
+
+def show(controller, value):
+    """A limit's value in words: "100 MiB", "0.5 CPUs", "64", "10 MiB/s", "unlimited"."""
+    if value is None:
+        return "unlimited"
+    if controller in ("memory", "io"):
+        return S.human_bytes(value) + ("/s" if controller == "io" else "")
+    if controller == "cpu":
+        return f"{value:g} CPU" + ("" if value == 1 else "s")
+    return str(value)
+
+
+# ---- records ---------------------------------------------------------------------------------
+# namedtuples; NESTED names the fields that hold records ((Cls,) for a list of them).
+
+class Ceiling(namedtuple("Ceiling", "memory cpu pids", defaults=(None, None, None))):
+    """The kernelspec's limits (bytes, CPUs, processes); None: no ceiling."""
+    __slots__ = ()
+
+    @classmethod
+    def of(cls, resources):
+        return cls(resources.memory, resources.cpus, resources.pids)
+
+
+class CgroupView(namedtuple("CgroupView", "version paths stats")):
+    __slots__ = ()
+    NESTED = {"stats": Stats}
+
+
+class InitChild(namedtuple("InitChild", "host_pid pid")):
+    __slots__ = ()
+
+
+class Info(namedtuple("Info", "id host_hostname launcher_pid init_pid kernel_pid init_children "
+                      "host_namespaces container_namespaces namespaces cgroup ceiling uid_map "
+                      "gid_map rootfs network rootless workspace enforced mapping")):
+    """The host's side of %container_info. enforced: {limit: how}; uid_map/gid_map: the
+    kernel's maps as the host reads them (text); cgroup: None without one (rootless)."""
+    __slots__ = ()
+    NESTED = {"init_children": (InitChild,), "cgroup": CgroupView, "ceiling": Ceiling}
+
+
+class StatsReply(namedtuple("StatsReply", "stats ceiling enforced")):
+    __slots__ = ()
+    NESTED = {"stats": Stats, "ceiling": Ceiling}
+
+
+class SetReply(namedtuple("SetReply", "controller limit text ceiling paths direction device "
+                          "device_of", defaults=(None, None, None, None, None))):
+    """The limit in force after a set, read back from the cgroup's own file. For io:
+    direction, the device throttled (MAJ:MIN) and what chose it (a path, or the workspace)."""
+    __slots__ = ()
+
+
+class Proc(namedtuple("Proc", "host_pid pid ppid user uids rss status cpu_s cmdline cgroup")):
+    """One process of the container as the host sees it; cgroup: relative to the
+    container's ("/", "/main", "/sandbox-1")."""
+    __slots__ = ()
+
+
+class PsReply(namedtuple("PsReply", "processes")):
+    __slots__ = ()
+    NESTED = {"processes": (Proc,)}
+
+
+class SandboxReply(namedtuple("SandboxReply", "name host_pid paths limits")):
+    __slots__ = ()
+    NESTED = {"limits": Ceiling}
+
+
+class SandboxEnd(namedtuple("SandboxEnd", "name stats killed_left removed")):
+    __slots__ = ()
+    NESTED = {"stats": Stats}
+
+
+REPLIES = {"info": Info, "stats": StatsReply, "set": SetReply, "ps": PsReply,
+           "sandbox": SandboxReply, "sandbox_end": SandboxEnd}
+
+
+def to_wire(value):
+    """A record (nested records, lists, dicts) -> plain JSON-ready data."""
+    if hasattr(value, "_asdict"):
+        return {k: to_wire(v) for k, v in value._asdict().items()}
+    if isinstance(value, (list, tuple)):
+        return [to_wire(v) for v in value]
+    if isinstance(value, dict):
+        return {k: to_wire(v) for k, v in value.items()}
+    return value
+
+
+def from_wire(cls, data):
+    """Plain data -> a record of cls; a missing field reads as None."""
+    if cls is Stats:
+        return Stats.from_dict(data)
+    if not isinstance(data, dict):
+        raise ControlError(f"the launcher sent {type(data).__name__} where a {cls.__name__} belongs")
+    nested = getattr(cls, "NESTED", {})
+    values = {}
+    for f in cls._fields:
+        v = data.get(f)
+        kind = nested.get(f)
+        if v is not None and isinstance(kind, tuple):
+            v = tuple(from_wire(kind[0], x) for x in v)
+        elif v is not None and kind is not None:
+            v = from_wire(kind, v)
+        values[f] = v
+    return cls(**values)
+
+
+# ---- lines on the wire ----------------------------------------------------------------------
+
+def read_line(sock, limit):
+    """Bytes up to a newline (or EOF) from a socket; ValueError past limit bytes."""
+    data = bytearray()
+    while not data.endswith(b"\n"):
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+        if len(data) > limit:
+            raise ValueError(f"a line longer than {limit} bytes")
+    return bytes(data)
+
+
+def encode_request(op, **fields):
+    return json.dumps(dict(fields, op=op)).encode() + b"\n"
+
+
+def decode_request(data):
+    """A request line -> (op, {field: value}), every field checked; ControlError otherwise."""
+    try:
+        req = json.loads(data)
+    except (ValueError, RecursionError):
+        raise ControlError(f"bad request: not a JSON line ({bytes(data[:60])!r})") from None
+    if not isinstance(req, dict) or not isinstance(req.get("op"), str):
+        raise ControlError('bad request: send a JSON object with "op", e.g. {"op": "info"}')
+    op = req.pop("op")
+    if op not in REQUESTS:
+        raise ControlError(f"unknown op {op[:40]!r}: use one of {', '.join(sorted(REQUESTS))}")
+    fields = REQUESTS[op]
+    for name, value in req.items():
+        kind = fields.get(name)
+        if kind is None:
+            raise ControlError(f"{op}: unknown field {str(name)[:40]!r}"
+                               + (f": use {', '.join(fields)}" if fields else ": it takes none"))
+        if kind is int and (not isinstance(value, int) or isinstance(value, bool)):
+            raise ControlError(f"{op}: {name} must be a whole number, not {str(value)[:40]!r}")
+        if kind is str and not (isinstance(value, str) and len(value) <= MAX_FIELD):
+            raise ControlError(f"{op}: {name} must be a string of at most {MAX_FIELD} characters")
+    return op, req
+
+
+def encode_reply(record):
+    return json.dumps(dict(to_wire(record), ok=True)).encode() + b"\n"
+
+
+def encode_error(message):
+    return json.dumps({"error": str(message).replace("\n", " ")}).encode() + b"\n"
+
+
+def decode_reply(op, data):
+    """A reply line -> the op's record; the error it carries as ControlError."""
+    try:
+        reply = json.loads(data)
+    except ValueError:
+        raise ControlError(f"the launcher sent a reply that is not JSON: {bytes(data[:80])!r}") from None
+    if not isinstance(reply, dict) or "error" in reply:
+        raise ControlError(str(reply.get("error") if isinstance(reply, dict) else reply))
+    return from_wire(REPLIES[op], reply)
