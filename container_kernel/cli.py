@@ -23,7 +23,8 @@ def parse_run(argv):
         if not command:
             raise usage(f"no command given: {PROG} run [OPTIONS] [--] COMMAND [ARG...]")
         from .runtime import spec
-        return spec.build(options, command, keep_id="--user" in flags), flags
+        return spec.build(options, command, keep_id="--user" in flags,
+                          interactive=bool(flags & {"--interactive", "-i"})), flags
     except ContainerError as e:
         if e.exit_code != USAGE:
             raise
@@ -38,8 +39,12 @@ def cmd_run(argv, exit_now=False):
     if "--print-plan" in flags:
         from .runtime import limits, mounts
         root = os.path.join(spec.run_dir, "root")
+        sec = spec.security
         print("namespaces:", " ".join(spec.namespaces))
         print(limits.describe(limits.plan(spec)))
+        print(f"security: seccomp {sec.seccomp.name() if sec.seccomp else 'unconfined'}, "
+              f"no_new_privs {'on' if sec.no_new_privs else 'off'}, "
+              f"capabilities {', '.join(sec.capabilities or ()) or 'none'}")
         print(mounts.describe(mounts.plan(spec, root, mounts.host_cgroup_mounts())))
         return 0
     from .runtime import launcher

@@ -118,13 +118,22 @@ class InitChild(namedtuple("InitChild", "host_pid pid")):
     __slots__ = ()
 
 
+class SecurityView(namedtuple("SecurityView", "seccomp no_new_privs masked_paths readonly_paths "
+                              "devices")):
+    """The hardening profile as the launcher applied it. seccomp: one line (profile, rules,
+    architectures) or "unconfined"; devices: the devices policy in words."""
+    __slots__ = ()
+
+
 class Info(namedtuple("Info", "id host_hostname launcher_pid init_pid kernel_pid init_children "
                       "host_namespaces container_namespaces namespaces cgroup ceiling uid_map "
-                      "gid_map rootfs network rootless workspace enforced mapping")):
+                      "gid_map rootfs network rootless workspace enforced mapping security",
+                      defaults=(None,))):
     """The host's side of %container_info. enforced: {limit: how}; uid_map/gid_map: the
     kernel's maps as the host reads them (text); cgroup: None without one (rootless)."""
     __slots__ = ()
-    NESTED = {"init_children": (InitChild,), "cgroup": CgroupView, "ceiling": Ceiling}
+    NESTED = {"init_children": (InitChild,), "cgroup": CgroupView, "ceiling": Ceiling,
+              "security": SecurityView}
 
 
 class StatsReply(namedtuple("StatsReply", "stats ceiling enforced")):

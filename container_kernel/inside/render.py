@@ -179,8 +179,15 @@ def render_info(facts):
     missing = [c for c in CAPABILITIES if c not in caps]
     cap_line = (f"{len(caps)} capabilities: " + (f"all but {', '.join(missing)}" if len(caps) > 20 and missing
                                                   else ", ".join(caps) or "none"))
-    lines("Security", [cap_line, f"no_new_privs: {'yes' if facts.no_new_privs else 'no'}",
-                       f"seccomp: {facts.seccomp}"])
+    security = [cap_line, f"no_new_privs: {'yes' if facts.no_new_privs else 'no'}",
+                f"seccomp: {facts.seccomp}"]
+    sec = host.security if host else None
+    if sec:  # what the launcher applied, beside what this process's status says
+        security += [f"seccomp profile: {sec.seccomp}",
+                     f"masked: {', '.join(sec.masked_paths) or 'none'}",
+                     f"read-only: {', '.join(sec.readonly_paths) or 'none'}",
+                     f"devices: {sec.devices}"]
+    lines("Security", security)
     lines("Network", [f"mode: {of_host('network')}",
                       "interfaces: " + ", ".join(f"{l.name} ({l.state})" for l in facts.links)])
     return "\n".join(text), "<div>" + "".join(parts) + "</div>"

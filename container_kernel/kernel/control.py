@@ -14,7 +14,7 @@ import socket
 import threading
 
 from .. import protocol as P
-from ..runtime import namespaces, procfs
+from ..runtime import devices, namespaces, procfs
 from ..runtime import spec as S
 from ..runtime.cgroups import PARENT
 from ..runtime.errors import ContainerError
@@ -36,6 +36,7 @@ class ControlServer:
         self.path = sock_path
         self.sandboxes = {}  # name -> Cgroup of a live %%sandbox
         self.counter = 0
+        self._security = None  # the SecurityView, made at the first info: it parses the profile
         self._listener = None
         self._thread = None
         self._wake_r = self._wake_w = None
@@ -134,7 +135,15 @@ class ControlServer:
             workspace=spec.process.cwd,
             # how each asked-for limit is enforced here: "cgroup v1", or a rootless fallback
             # ("RLIMIT_AS per process ...", "NOT enforced"): said, never claimed
-            enforced=c.enforced, mapping=c.mapping)
+            enforced=c.enforced, mapping=c.mapping, security=self.security())
+
+    def security(self):
+        if self._security is None:
+            sec, cg = self.container.spec.security, self.container.cgroup
+            self._security = P.SecurityView(
+                _seccomp_line(sec), sec.no_new_privs, list(sec.masked_paths),
+                list(sec.readonly_paths), devices.policy(cg.version if cg else None))
+        return self._security
 
     def op_stats(self):
         cg = self.container.cgroup
@@ -272,6 +281,18 @@ class ControlServer:
         child.destroy()  # kills what the cell left running in it
         return P.SandboxEnd(name, stats, len(left),
                             not any(os.path.exists(d) for d in child.paths().values()))
+
+
+def _seccomp_line(security):
+    if security.seccomp is None:
+        return "unconfined (--security-opt seccomp=unconfined)"
+    from ..runtime import capabilities, seccomp
+    try:
+        profile = seccomp.load_profile(security.seccomp.profile)
+        caps = security.capabilities or capabilities.DEFAULT
+        return str(seccomp.describe(profile, caps, security.seccomp.deny_namespaces))
+    except ContainerError as e:  # the file changed since the start: say what is known
+        return f"filter, {security.seccomp.name()} ({e})"
 
 
 def _limit_of(stats, controller):

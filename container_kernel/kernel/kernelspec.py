@@ -24,16 +24,24 @@ DEFAULT_DISPLAY = "Python 3 (container)"
 
 # The `run` options a kernelspec may carry (parsed by the same spec.PARSERS).
 OPTIONS = {"--memory": "memory", "--cpus": "cpus", "--pids": "pids", "--network": "network",
-           "--rootfs": "rootfs", "--hostname": "hostname"}
+           "--rootfs": "rootfs", "--hostname": "hostname", "--security-opt": "security_opt"}
+REPEATED = ("--security-opt",)
+# A kernelspec without a limit would let one cell take the host's memory or fork without
+# bound: these ceilings apply unless given, and "max" lifts one.
+LIMIT_OPTIONS = ("--memory", "--cpus", "--pids")
+DEFAULT_PIDS = 1024
 ALLOW_UNCONFINED = "--allow-unconfined"
 # What jupyter_client substitutes; the launcher's own arguments after the options.
 LAUNCHER_ARGS = ("--resource-dir", "-f")
 HELP = """usage: container-kernel install [--user | --sys-prefix | --prefix DIR] [--name NAME]
-         [--display-name TEXT] [--memory SIZE] [--cpus N] [--pids N] [--network none|host]
-         [--rootfs host|DIR] [--hostname H] [--allow-unconfined]
+         [--display-name TEXT] [--memory SIZE|max] [--cpus N|max] [--pids N|max]
+         [--network none|host] [--rootfs host|DIR] [--hostname H] [--security-opt OPT]...
+         [--allow-unconfined]
 
 Install the container kernel's kernelspec (default name container-python, shown as
-"Python 3 (container)"). The limits are the ceiling %cgroup_set can never exceed.
+"Python 3 (container)"). The limits are the ceiling %cgroup_set can never exceed; without
+one given the ceiling is half of this host's RAM, all its CPUs and 1024 processes, and
+max lifts it. --security-opt takes what `container-kernel run` takes.
 --allow-unconfined lets the kernel start, loudly NOT contained, on hosts that cannot
 create containers (Docker, Binder); without it the kernel refuses to start there."""
 
@@ -48,7 +56,7 @@ def parse(argv):
         raise usage(f"install: {e}") from None
     if rest:
         raise usage(f"install: unexpected argument {rest[0]!r} (see container-kernel install --help)")
-    where, texts = None, {}
+    where, texts = None, []
     name, display, allow = DEFAULT_NAME, None, False
     for arg, value in pairs:
         if arg in ("--help", "-h"):
@@ -65,17 +73,59 @@ def parse(argv):
             name = value.lower()
         elif arg == "--display-name":
             display = value
+        elif arg not in REPEATED and any(a == arg for a, _ in texts):
+            raise usage(f"install: {arg} given twice")
         else:
-            texts[arg] = value
+            texts.append((arg, value))
+    texts = with_default_limits(texts)
     # Checked now with the launcher's own parsers: a bad value fails here, not at every start.
-    S.parse_options({OPTIONS[arg]: (arg, value) for arg, value in texts.items()})
+    options = {}
+    for arg, value in texts:
+        if arg in REPEATED:
+            options.setdefault(OPTIONS[arg], []).append((arg, value))
+        else:
+            options[OPTIONS[arg]] = (arg, value)
+    try:
+        S.parse_options(options)
+    except ContainerError as e:
+        raise usage(f"install: {e}") from None
     return where, name, display or DEFAULT_DISPLAY, texts, allow
+
+
+def with_default_limits(texts):
+    """The limits a kernelspec carries: those given, the defaults for the others; "max"
+    writes none."""
+    given = dict((a, v) for a, v in texts if a in LIMIT_OPTIONS)
+    defaults = {"--memory": f"{host_memory() // 2 >> 20}M", "--cpus": str(os.cpu_count() or 1),
+                "--pids": str(DEFAULT_PIDS)}
+    out = [(a, v) for a, v in texts if a not in LIMIT_OPTIONS]
+    for arg in LIMIT_OPTIONS:
+        value = given.get(arg, defaults[arg])
+        if value.strip().lower() != "max":
+            out.append((arg, value))
+    return out
+
+
+def host_memory():
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) * 1024
+    raise ContainerError("install: /proc/meminfo has no MemTotal")
+
+
+def ceiling_line(texts):
+    """What install prints: the ceiling it wrote, and how to lift one."""
+    given = dict(texts)
+    parts = [f"{arg[2:]} {given[arg]}" if arg in given else f"{arg[2:]} unlimited"
+             for arg in LIMIT_OPTIONS]
+    return f"ceiling: {', '.join(parts)} (lift one with --memory max, --cpus max or --pids max)"
 
 
 def kernel_json(display, texts, allow):
     with open(os.path.join(TEMPLATE, "kernel.json")) as f:
         spec = json.load(f)
-    options = [x for arg, value in texts.items() for x in (arg, value)]
+    options = [x for arg, value in texts for x in (arg, value)]
     if allow:
         options.append(ALLOW_UNCONFINED)
     argv = []
@@ -143,11 +193,13 @@ def install(argv):
         except OSError as e:
             raise usage(f"install: cannot write the kernelspec: {e.strerror} ({e.filename}); "
                         "try --user or --sys-prefix")
-    return dest
+    return dest, texts
 
 
 def cmd_install(argv):
-    dest = install(argv)
-    if dest:
+    installed = install(argv)
+    if installed:
+        dest, texts = installed
         print(f"Installed kernelspec {os.path.basename(dest)} in {dest}")
+        print(f"  {ceiling_line(texts)}")
     return 0

@@ -11,7 +11,7 @@ import os
 import sys
 from collections import namedtuple
 
-from . import cgroups, idmap, limits, procfs, rundir
+from . import cgroups, devices, idmap, limits, procfs, rundir, seccomp, security
 from . import syscalls as sc
 from .spec import default_run_base
 
@@ -19,7 +19,7 @@ from .spec import default_run_base
 class HostFacts(namedtuple("HostFacts", "root uid python kernel cgroup_version cgroup_hybrid "
                              "cgroup_controllers max_user_namespaces unprivileged_userns_clone "
                              "apparmor_restrict_userns userns_error namespaces_error "
-                             "pivot_root_error overlayfs in_container newuidmap")):
+                             "pivot_root_error overlayfs in_container newuidmap seccomp_error")):
     """What doctor found; each *_error is None when the thing worked, else why not."""
     __slots__ = ()
 
@@ -88,6 +88,7 @@ def probe_host():
                         or _read("/proc/1/comm") not in ("systemd", "init", None),
         "newuidmap": any(os.access(os.path.join(d, "newuidmap"), os.X_OK)
                          for d in os.environ.get("PATH", "/usr/bin").split(":")),
+        "seccomp_error": seccomp.available(),
     })
 
 
@@ -113,6 +114,15 @@ def features(f, host=None):
         elif f.max_user_namespaces == "0":
             why += "; enable with: sysctl -w user.max_user_namespaces=15000"
     out.append(Feature("user namespaces (rootless containers)", userns, why))
+    out.append(Feature("seccomp (Docker's default profile, and no namespaces inside)",
+                       f.seccomp_error is None,
+                       f.seccomp_error or f"libseccomp {seccomp.version()}"))
+    out.append(Feature("no_new_privs", True, "on (--security-opt no-new-privileges=false to opt out)"))
+    out.append(Feature("masked and read-only /proc and /sys paths", True,
+                       f"Docker's lists: {len(security.MASKED_PATHS)} masked, "
+                       f"{len(security.READONLY_PATHS)} read-only, /proc/sys among them"))
+    version = (host.version if not host.rootless else 2 if host.delegated else None)
+    out.append(Feature("only the minimal /dev (devices)", True, devices.policy(version)))
     return out
 
 

@@ -13,6 +13,7 @@ than with handlers: no signal can slip between fork() and the wait.
 import errno
 import os
 import select
+from collections import namedtuple
 # The C module under `signal` (which only wraps it to hand out IntEnums): importing
 # enum would cost ~2.5 ms of a container's start.
 import _signal as signal
@@ -32,7 +33,13 @@ def exit_code(status):
     return 128 - code if code < 0 else code
 
 
-def main(spec, steps, root, from_launcher, to_launcher, pass_fds=()):
+class Payload(namedtuple("Payload", "output seccomp")):
+    """What init needs from the launcher beyond the spec: output, the write ends of the
+    stdout and stderr pipes (output.py); seccomp, the compiled filter or None."""
+    __slots__ = ()
+
+
+def main(spec, steps, root, from_launcher, to_launcher, payload):
     """Runs in the fork that is PID 1 of the new PID namespace. Never returns."""
     try:
         if not stages.wait_go(from_launcher):  # the launcher has adopted us
@@ -44,13 +51,14 @@ def main(spec, steps, root, from_launcher, to_launcher, pass_fds=()):
         if select.select([from_launcher], [], [], 0)[0]:  # readable = EOF = launcher gone
             os._exit(RUNTIME)
         sc.set_name("ck-init")
+        _stdio(spec, payload.output)
         if "uts" in spec.namespaces:
             sc.sethostname(spec.hostname)
         if "net" in spec.namespaces:
             network.loopback_up()
         mounts.apply(steps, root)
         os.setsid()  # own session: a job-control SIGINT to the launcher's group is not doubled here
-        payload = _spawn(spec, pass_fds)
+        pid = _spawn(spec, payload.seccomp)
     except ContainerError as e:
         stages.send_error(to_launcher, e.exit_code, str(e))
         os._exit(e.exit_code)
@@ -58,62 +66,87 @@ def main(spec, steps, root, from_launcher, to_launcher, pass_fds=()):
         stages.send_error(to_launcher, RUNTIME, f"init failed: {e}")
         os._exit(RUNTIME)
     stages.send(to_launcher, stages.READY)
-    os._exit(_reap_until(payload))
+    os._exit(_reap_until(pid))
+
+
+def _stdio(spec, output):
+    """fds 0, 1 and 2 of init, and so of the payload: nothing of the host's.
+
+    stdin is /dev/null unless interactive (docker run -i); stdout and stderr are the
+    launcher's pipes. The host's fds the launcher had there are closed here."""
+    out_w, err_w = output
+    stdin = 0 if spec.process.interactive else os.open("/dev/null", os.O_RDONLY)
+    for fd, target in ((stdin, 0), (out_w, 1), (err_w, 2)):
+        if fd != target:
+            os.dup2(fd, target)
+    for fd in {stdin, out_w, err_w} - {0, 1, 2}:
+        os.close(fd)
 
 
 # ---- the payload's process setup: one named step each, in this order -------------------------
 # (runc's standard_init_linux.go, nsjail's containProc): limits while we may still set
 # them, no_new_privs before anything could gain privileges, capabilities while we are
 # still root, then the ids, seccomp last (its filter would refuse the calls above), then
-# no host fd survives, then exec.
+# no host fd survives, then exec. Without no_new_privs the kernel takes a filter only
+# from a process with CAP_SYS_ADMIN: then it goes in before the capabilities go (runc).
 
-def set_rlimits(spec, keep_fds):
+def set_rlimits(spec, setup):
     for which, soft, hard in spec.process.rlimits:
         sc.setrlimit(which, soft, hard)
 
 
-def set_no_new_privs(spec, keep_fds):
+def set_no_new_privs(spec, setup):
     # Nothing the payload execs (a setuid binary) can gain privileges (prctl(2)).
     if spec.security.no_new_privs:
         sc.prctl(sc.PR_SET_NO_NEW_PRIVS, 1)
 
 
-def drop_capabilities(spec, keep_fds):
+def load_seccomp_while_privileged(spec, setup):
+    if setup.seccomp is not None and not spec.security.no_new_privs:
+        sc.seccomp_load(setup.seccomp)
+
+
+def drop_capabilities(spec, setup):
     caps = spec.security.capabilities
     capabilities.restrict(capabilities.DEFAULT if caps is None else caps)
 
 
-def set_ids(spec, keep_fds):
+def set_ids(spec, setup):
     p = spec.process
     if p.gid != 0 or p.uid != 0:
         # A rootless map denies setgroups (CVE-2014-8989, see idmap).
         sc.set_ids(p.uid, p.gid, _setgroups_allowed())
 
 
-def load_seccomp(spec, keep_fds):
-    if spec.security.seccomp is not None:
-        sc.seccomp_load(spec.security.seccomp)
+def load_seccomp(spec, setup):
+    if setup.seccomp is not None and spec.security.no_new_privs:
+        sc.seccomp_load(setup.seccomp)
 
 
-def close_fds(spec, keep_fds):
-    # No descriptor of the host passes in unless asked for: close every fd above 2.
+def close_fds(spec, setup):
+    # No descriptor passes in but 0, 1 and 2 (and the exec error pipe, close-on-exec).
     low = 3
-    for fd in sorted(keep_fds):
+    for fd in sorted(setup.keep_fds):
         if fd >= low:
             sc.closerange(low, fd)
             low = fd + 1
     sc.closerange(low)
 
 
-PROCESS_SETUP = (set_rlimits, set_no_new_privs, drop_capabilities, set_ids, load_seccomp, close_fds)
+class Setup(namedtuple("Setup", "keep_fds seccomp")):
+    __slots__ = ()
 
 
-def setup_process(spec, keep_fds):
+PROCESS_SETUP = (set_rlimits, set_no_new_privs, load_seccomp_while_privileged, drop_capabilities,
+                 set_ids, load_seccomp, close_fds)
+
+
+def setup_process(spec, setup):
     for step in PROCESS_SETUP:
-        step(spec, keep_fds)
+        step(spec, setup)
 
 
-def _spawn(spec, pass_fds):
+def _spawn(spec, seccomp):
     """fork + exec the payload as PID 2; exec errors come back through a CLOEXEC pipe."""
     process = spec.process
     err_r, err_w = os.pipe()
@@ -127,9 +160,8 @@ def _spawn(spec, pass_fds):
                 signal.signal(sig, signal.SIG_DFL)
             os.setsid()  # its own session and process group, as jupyter_client starts a kernel
             os.chdir(process.cwd)
-            setup_process(spec, set(pass_fds) | {err_w})
-            for fd in pass_fds:
-                os.set_inheritable(fd, True)
+            _check_cwd(process.cwd)
+            setup_process(spec, Setup({err_w}, seccomp))
             sc.execvpe(process.args, process.env)
         except OSError as e:
             code = NOT_FOUND if e.errno == errno.ENOENT else NOT_EXECUTABLE
@@ -150,6 +182,17 @@ def _spawn(spec, pass_fds):
         code, _, text = message.decode().partition(" ")
         raise ContainerError(text, int(code))
     return pid
+
+
+def _check_cwd(cwd):
+    """The working directory must be inside the new root (the CVE-2024-21626 class: a cwd
+    reached through a leaked fd of the host's tree would let the payload walk out)."""
+    try:
+        here = os.getcwd()  # the kernel says "(unreachable)" for a cwd outside our root
+    except OSError:
+        here = None
+    if here is None or not here.startswith("/") or not os.path.samestat(os.stat("."), os.stat(here)):
+        raise ContainerError(f"the working directory {cwd!r} is not inside the container", RUNTIME)
 
 
 def _setgroups_allowed():

@@ -21,22 +21,24 @@ import os
 # enum would cost ~2.5 ms of a container's start.
 import _signal as signal
 
-from . import cgroups, idmap, init, limits, mounts, namespaces, rootfs, rundir, stages
+from . import capabilities, cgroups, idmap, init, limits, mounts, namespaces, rootfs, rundir, stages
 from . import syscalls as sc
+from .output import Output
 from .errors import RUNTIME
 from .paths import under
 from .spec import human_bytes
 
 
 class Container:
-    def __init__(self, spec, pass_fds=(), memory_above_start=False):
+    def __init__(self, spec, memory_above_start=False):
         """memory_above_start: for a rootless fallback, let the payload set its own
         RLIMIT_AS once started (limits.RLIMIT_AS_ENV): an interpreter like ipykernel
         maps ~800 MB of address space before it runs any code."""
         self.spec = spec
         self.memory_above_start = memory_above_start
-        self.pass_fds = tuple(pass_fds)
         self.limits = None        # the limits.Plan, once start() has made it
+        self.seccomp_program = None  # compiled here, on the host: init only installs it
+        self.output = None        # the pipes of the payload's stdout and stderr
         self.cgroup = None
         self.uid_map = self.gid_map = self.mapping = None  # rootless: the user namespace's maps
         self.init_pid = None
@@ -55,6 +57,12 @@ class Container:
         """Create the container and return once its command has been exec'd."""
         spec = self.spec
         rootfs.check_command(spec)
+        if spec.security.seccomp is not None:
+            from . import seccomp  # not for an unconfined container
+            policy = spec.security.seccomp
+            self.seccomp_program = seccomp.cached_filter(
+                policy.profile, spec.security.capabilities or capabilities.DEFAULT,
+                policy.deny_namespaces, seccomp.cache_dir(spec.rootless))
         rundir.collect_stale(spec.run_base)
         plan = self.limits = limits.plan(spec, memory_above_start=self.memory_above_start)
         for warning in plan.warnings:
@@ -79,6 +87,7 @@ class Container:
             signal.pthread_sigmask(signal.SIG_BLOCK, init.WAITED)
             sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
             self._fork_stages(root)
+            self.output.start()  # a thread: only now, the stages are forked
             rundir.write_state(spec.run_dir, self.state())
         except BaseException:
             self.cleanup()
@@ -111,13 +120,15 @@ class Container:
 
     def _fork_stages(self, root):
         spec = self.spec
+        self.output = Output()
         to_child_r, to_child = os.pipe()
         from_child, from_child_w = os.pipe()
         pid = os.fork()
         if pid == 0:  # ---- the intermediate stage ----
             os.close(to_child)
             os.close(from_child)
-            _intermediate(spec, self.steps, root, to_child_r, from_child_w, self.pass_fds)
+            _intermediate(spec, self.steps, root, to_child_r, from_child_w,
+                          init.Payload(self.output.container_ends(), self.seccomp_program))
         os.close(to_child_r)
         os.close(from_child_w)
         self._to_child, self._from_child = to_child, from_child
@@ -156,6 +167,7 @@ class Container:
             except ChildProcessError:
                 return RUNTIME
             if pid:
+                self.output.finish()  # init is gone, and with it all the container
                 return init.exit_code(status)
 
     def run(self):
@@ -197,19 +209,22 @@ class Container:
             self.init_pid = None
         if self.cgroup:
             self.cgroup.destroy()
+        if self.output:
+            self.output.finish()
+            self.output.close()
         rundir.remove_tree(self.spec.run_dir)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, init.WAITED)
 
 
-def run(spec, pass_fds=()):
-    container = Container(spec, pass_fds)
+def run(spec):
+    container = Container(spec)
     container.start()
     return container.run()
 
 
 # ---- the intermediate stage -----------------------------------------------------------------
 
-def _intermediate(spec, steps, root, from_launcher, to_launcher, pass_fds):
+def _intermediate(spec, steps, root, from_launcher, to_launcher, payload):
     """In the fork between launcher and init. Never returns."""
     try:
         sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -222,7 +237,7 @@ def _intermediate(spec, steps, root, from_launcher, to_launcher, pass_fds):
         sc.unshare(namespaces.flags(k for k in spec.namespaces if k != "user"))
         pid = os.fork()
         if pid == 0:
-            init.main(spec, steps, root, from_launcher, to_launcher, pass_fds)
+            init.main(spec, steps, root, from_launcher, to_launcher, payload)
         stages.send(to_launcher, stages.INIT, str(pid))
         os._exit(0)
     except BaseException as e:

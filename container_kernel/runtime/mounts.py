@@ -10,10 +10,11 @@ root until the final pivot_root step moves it to /.
 """
 
 import os
+import stat
 import sys
 from collections import namedtuple
 
-from . import procfs
+from . import devices, procfs
 from . import syscalls as sc
 from .errors import ContainerError, usage
 from .paths import under
@@ -24,14 +25,18 @@ from .paths import under
 #   ro-bind   a read-only bind                 proc/sysfs/devpts/mqueue/cgroup  a fresh kernel fs
 #   dir       mkdir -p                         file       write a file (text made at plan time)
 #   symlink   ln -s                            dev        bind one host device node
+#   mask      hide a path: a file under /dev/null, a directory under an empty read-only tmpfs
+#   ro-path   make a path read-only (nosuid, nodev, noexec too) where it is
 #   remount-ro  make an existing mount read-only   pivot-root  enter the new root, detach the old
+# Every bind but a device node's is nosuid and nodev: nothing in the container gains
+# privileges from a file, nor opens a device through a node it finds in a bound tree.
 Step = namedtuple("Step", "kind target source options", defaults=(None, None))
 
 NOSUID_NODEV = sc.MS_NOSUID | sc.MS_NODEV
 NOSUID_NODEV_NOEXEC = NOSUID_NODEV | sc.MS_NOEXEC
 
-# /dev: the same minimal set as runc's default devices and bwrap --dev.
-DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
+# /dev: the same minimal set as runc's default devices and bwrap --dev (devices.py).
+DEVICES = tuple(devices.NODES)
 DEV_LINKS = {"fd": "/proc/self/fd", "stdin": "/proc/self/fd/0", "stdout": "/proc/self/fd/1",
              "stderr": "/proc/self/fd/2", "ptmx": "pts/ptmx", "core": "/proc/kcore"}
 # Host dirs the "host" rootfs is made of (dirs are bound read-only, usrmerge links copied).
@@ -62,6 +67,9 @@ def plan(spec, root, cgroup_mounts=()):
             raise usage(f"--volume: {v.target!r} does not exist in the rootfs {spec.rootfs.path!r}, "
                         "which is read-only: choose a target that exists there")
         steps += _parents(v.target) + [Step("ro-bind" if v.readonly else "bind", v.target, v.source)]
+    # Last, over everything else (a volume too), as runc does: the masks and read-only paths.
+    steps += [Step("mask", p) for p in spec.security.masked_paths]
+    steps += [Step("ro-path", p) for p in spec.security.readonly_paths]
     steps += [Step("remount-ro", "/"), Step("pivot-root", "/", root)]
     return steps
 
@@ -246,7 +254,7 @@ def _dir(root, step):
     os.makedirs(_at(root, step.target), 0o755, exist_ok=True)
 
 
-def _bind(root, step, readonly=False, flags=0):
+def _bind(root, step, readonly=False, device=False):
     target = _at(root, step.target)
     if not os.path.isdir(step.source):
         if not os.path.exists(target):
@@ -254,20 +262,50 @@ def _bind(root, step, readonly=False, flags=0):
             open(target, "a").close()
     else:
         os.makedirs(target, exist_ok=True)
-    sc.mount(step.source, target, None, sc.MS_BIND | flags)
-    if readonly:
-        _remount_ro(target, step.source)
+    sc.mount(step.source, target, None, sc.MS_BIND)
+    # A bind keeps its source's flags until remounted: one remount makes it nosuid and nodev
+    # (not a device node's, whose point is to be opened), and read-only if asked.
+    extra = (sc.MS_NOSUID | sc.MS_NOEXEC) if device else NOSUID_NODEV
+    _remount(target, step.source, extra | (sc.MS_RDONLY if readonly else 0))
 
 
-def _remount_ro(target, source=None):
+def _remount(target, source=None, flags=sc.MS_RDONLY):
     # In a user namespace nosuid/nodev/noexec of the source mount are locked:
-    # the read-only remount must repeat them (as bwrap and runc do).
+    # the remount must repeat them (as bwrap and runc do).
     locked = 0
     f_flag = os.statvfs(source or target).f_flag
     for st, ms in sc.ST_FLAGS_TO_MS.items():
         if f_flag & st:
             locked |= ms
-    sc.mount(None, target, None, sc.MS_REMOUNT | sc.MS_BIND | sc.MS_RDONLY | locked)
+    sc.mount(None, target, None, sc.MS_REMOUNT | sc.MS_BIND | flags | locked)
+
+
+def _remount_ro(target, source=None):
+    _remount(target, source, sc.MS_RDONLY | NOSUID_NODEV)
+
+
+def _mask(root, step):
+    """runc's maskPath: a file under /dev/null, a directory under an empty read-only tmpfs."""
+    target = _at(root, step.target)
+    try:
+        st = os.lstat(target)
+    except FileNotFoundError:
+        return  # not on this kernel (timer_stats, say): nothing to hide
+    if stat.S_ISDIR(st.st_mode):
+        sc.mount("tmpfs", target, "tmpfs", sc.MS_RDONLY | NOSUID_NODEV_NOEXEC, "size=0,mode=0555")
+        return
+    null = os.stat("/dev/null")  # the host's, before pivot_root: a char device 1:3, or no mask
+    if not stat.S_ISCHR(null.st_mode) or null.st_rdev != os.makedev(1, 3):
+        raise ContainerError("/dev/null is not the null device (char 1:3): refusing to mask with it")
+    sc.mount("/dev/null", target, None, sc.MS_BIND)
+
+
+def _readonly_path(root, step):
+    target = _at(root, step.target)
+    if not os.path.exists(target):
+        return
+    sc.mount(target, target, None, sc.MS_BIND | sc.MS_REC)
+    _remount(target, None, sc.MS_RDONLY | NOSUID_NODEV_NOEXEC)
 
 
 def _remount_ro_step(root, step):
@@ -343,7 +381,9 @@ def _pivot_root(root, step):
 _APPLY = {
     "private": _private, "tmpfs": _tmpfs, "dir": _dir, "symlink": _symlink, "copy": _copy,
     "bind": _bind, "ro-bind": lambda r, s: _bind(r, s, readonly=True),
-    "dev": _bind, "rbind": _rbind, "file": _file, "file-over": lambda r, s: _file(r, s, over=True),
+    "dev": lambda r, s: _bind(r, s, device=True), "rbind": _rbind, "file": _file,
+    "file-over": lambda r, s: _file(r, s, over=True),
     "proc": _proc, "sysfs": _sysfs, "devpts": _devpts, "mqueue": _mqueue, "cgroup": _cgroup,
+    "mask": _mask, "ro-path": _readonly_path,
     "remount-ro": _remount_ro_step, "pivot-root": _pivot_root,
 }

@@ -33,9 +33,13 @@ RUN_OPTIONS = (
     (("--workdir", "-w"), "DIR", "cwd", False, "working directory inside (default /)"),
     (("--cap-add",), "CAP", "cap_add", True, "keep a capability beyond docker's default set"),
     (("--cap-drop",), "CAP", "cap_drop", True, "drop a capability (ALL: every one)"),
+    (("--security-opt",), "OPT", "security_opt", True,
+     "seccomp=unconfined|PROFILE.json, no-new-privileges=false (default: Docker's seccomp "
+     "profile and no namespaces inside; no_new_privs on)"),
     (("--name",), "ID", "id", False, "container id (default: 12 random hex digits)"),
 )
 RUN_FLAGS = (("--print-plan", "print the mount steps and namespaces, create nothing"),
+             ("--interactive, -i", "keep stdin: the host's stdin passes in (default /dev/null)"),
              ("--user", "rootless only: keep your own uid/gid inside (default: root inside)"),
              ("--help", "show this help"))
 
@@ -79,7 +83,7 @@ def scan(argv, valued, flags=()):
     return pairs, argv[i:]
 
 
-def parse_options(argv, flags=("--help", "--print-plan", "--user"), extras=()):
+def parse_options(argv, flags=("--help", "--print-plan", "--user", "--interactive", "-i"), extras=()):
     """Scan RUN_OPTIONS (plus extra flags and extra valued options) up to the command.
 
     Returns (options {field: (option, text)}, a list of them for a repeatable

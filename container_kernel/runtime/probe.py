@@ -21,6 +21,13 @@ def read(path):
         return f"<{e.strerror}>"
 
 
+def _readlink(path):
+    try:
+        return os.readlink(path)
+    except OSError as e:
+        return f"<{e.strerror}>"
+
+
 def probe():
     pids = sorted(int(p) for p in os.listdir("/proc") if p.isdigit())
     return {
@@ -41,6 +48,7 @@ def probe():
         "env": dict(os.environ),
         "root_entries": sorted(os.listdir("/")),
         "fds": sorted(int(fd) for fd in os.listdir("/proc/self/fd")),
+        "fd_targets": {fd: _readlink(f"/proc/self/fd/{fd}") for fd in os.listdir("/proc/self/fd")},
         "no_new_privs": procfs.status_field("NoNewPrivs"),
         "seccomp": procfs.status_field("Seccomp"),
         "cap_eff": procfs.status_field("CapEff"),

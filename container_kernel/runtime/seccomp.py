@@ -17,11 +17,12 @@ import errno
 import functools
 import os
 import stat
+import sys
 
-from . import seccomp_profile
+from _sha256 import sha256  # hashlib would import OpenSSL: ~4 ms of a container's start
+
 from . import syscalls as sc
 from .errors import ContainerError, usage
-from .seccomp_profile import Profile, sha256  # noqa: F401  (Profile is part of this API)
 
 DEFAULT_PROFILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "profiles",
                                "docker-default.json")
@@ -38,7 +39,7 @@ _ATTR_CTL_NNP = 3
 _NR_SCMP_ERROR = -1  # a name libseccomp does not know; its pseudo-numbers (< -1) are known names
 _PR_GET_SECCOMP = 21
 _BPF_MAXINSNS = 4096
-_CACHE_FORMAT = 1  # bump when compile_filter changes what it asks of libseccomp
+_CACHE_FORMAT = 2  # bump when compile_filter changes what it asks of libseccomp
 
 
 class _ArgCmp(ctypes.Structure):  # struct scmp_arg_cmp
@@ -48,11 +49,6 @@ class _ArgCmp(ctypes.Structure):  # struct scmp_arg_cmp
 
 class _Version(ctypes.Structure):  # struct scmp_version
     _fields_ = [("major", ctypes.c_uint), ("minor", ctypes.c_uint), ("micro", ctypes.c_uint)]
-
-
-class _DlInfo(ctypes.Structure):  # Dl_info, <dlfcn.h>
-    _fields_ = [("dli_fname", ctypes.c_char_p), ("dli_fbase", ctypes.c_void_p),
-                ("dli_sname", ctypes.c_char_p), ("dli_saddr", ctypes.c_void_p)]
 
 
 _CTX = ctypes.c_void_p
@@ -70,6 +66,12 @@ _PROTOTYPES = {
                                               ctypes.POINTER(_ArgCmp)]),
     "seccomp_export_bpf": (ctypes.c_int, [_CTX, ctypes.c_int]),
 }
+
+def _parser():
+    # The JSON parser (json, re: ~9 ms) is needed only on a cache miss or a user's profile.
+    from . import seccomp_profile
+    return seccomp_profile
+
 
 @functools.cache
 def _lib():
@@ -101,21 +103,29 @@ def available():
 
 
 def load_profile(path=None, option="--security-opt"):
-    """The profile in a Docker seccomp JSON file; None is Docker's default, shipped here.
+    """The profile in a Docker seccomp JSON file; None is Docker's default, shipped here."""
+    return parse_profile(read_profile(path, option), path, option)
+
+
+def read_profile(path=None, option="--security-opt"):
+    try:
+        with open(path or DEFAULT_PROFILE, "rb") as f:
+            return f.read()
+    except OSError as e:
+        raise usage(f"{option} seccomp={path or 'default'}: cannot read it: {e.strerror}") from None
+
+
+def parse_profile(data, path=None, option="--security-opt"):
+    """A profile's bytes -> Profile.
 
     A user's file is checked here, once: one-line usage error for what does not parse or
     names a syscall libseccomp knows on no arch of the profile. The shipped file is
     checked by the tests instead, so that the start path need not load libseccomp."""
     where = f"{option} seccomp={path or 'default'}"
-    try:
-        with open(path or DEFAULT_PROFILE, "rb") as f:
-            data = f.read()
-    except OSError as e:
-        raise usage(f"{where}: cannot read it: {e.strerror}") from None
     if path is None:
-        return seccomp_profile.parse(data, where, "docker-default", DEFAULT_PROFILE)
+        return _parser().parse(data, where, "docker-default", DEFAULT_PROFILE)
     name = os.path.basename(path).rsplit(".json", 1)[0]
-    profile = seccomp_profile.parse(data, where, name, os.path.abspath(path))
+    profile = _parser().parse(data, where, name, os.path.abspath(path))
     _check_names(profile, where)
     return profile
 
@@ -159,7 +169,7 @@ def compile_filter(profile, caps, deny_namespaces=True):
     container keeping `caps` on this host's arch and kernel."""
     lib = _lib()
     uname = os.uname()
-    res = seccomp_profile.resolve(profile, caps, uname.machine, uname.release, deny_namespaces)
+    res = _parser().resolve(profile, caps, uname.machine, uname.release, deny_namespaces)
     ctx = lib.seccomp_init(_action(*res.default))
     if not ctx:
         raise ContainerError("seccomp: seccomp_init failed (out of memory?)")
@@ -187,7 +197,7 @@ def compile_filter(profile, caps, deny_namespaces=True):
 
 def _add(lib, ctx, rule):
     args = (_ArgCmp * max(len(rule.args), 1))(
-        *[(a.index, seccomp_profile.OPS.index(a.op) + 1, a.value, a.value_two) for a in rule.args])
+        *[(a.index, _parser().OPS.index(a.op) + 1, a.value, a.value_two) for a in rule.args])
     action = _action(rule.action, rule.errno)
     for name in rule.names:
         nr = lib.seccomp_syscall_resolve_name(name.encode())
@@ -240,42 +250,74 @@ def install(program):
 load_bpf = install  # it loads what libseccomp exported: no libseccomp needed at that point
 
 
-def cached_filter(profile, caps, deny_namespaces, cache_dir):
-    """compile_filter's program, from cache_dir when an entry for these inputs is there.
+def cache_dir(rootless):
+    """Where compiled programs are kept: /var/cache/container-kernel/seccomp for root, the
+    user's cache dir (XDG_CACHE_HOME) when rootless. Entries are 0600 and checked on read."""
+    if not rootless:
+        return "/var/cache/container-kernel/seccomp"
+    base = os.environ.get("XDG_CACHE_HOME")
+    if not base:
+        import pwd
+        try:
+            base = os.path.join(os.environ.get("HOME") or pwd.getpwuid(os.geteuid()).pw_dir, ".cache")
+        except KeyError:
+            return None  # a user with no home: compile at each start (~10 ms)
+    return os.path.join(base, "container-kernel", "seccomp")
 
-    The key covers all a program depends on: the profile's bytes, the kept caps, our policy,
-    the kernel release (minKernel rules), the machine, the libseccomp that compiles it, and
-    the resolved rules themselves, so that a change to the resolution code is a new key."""
-    path = os.path.join(cache_dir, _cache_key(profile, caps, deny_namespaces) + ".bpf")
-    program = _read_cached(path)
+
+def cached_filter(path, caps, deny_namespaces, cache_dir):
+    """The program for the profile file at path (None: the shipped docker-default), from
+    cache_dir when an entry for these inputs is there: a hit parses no JSON.
+
+    An entry starts with its whole key, compared on read (so no two inputs share one):
+    the profile's bytes (hashed), the kept caps, our policy, the kernel release (minKernel
+    rules), the machine, the libseccomp file, and this module's and the parser's own
+    files, so that a change of the resolution code is a new key."""
+    data = read_profile(path)
+    key = _cache_key(data, caps, deny_namespaces)
+    entry = cache_dir and os.path.join(cache_dir, sha256(key).hexdigest()[:32] + ".bpf")
+    program = entry and _read_cached(entry, key)
     if program is None:
-        program = compile_filter(profile, caps, deny_namespaces)
-        _write_atomic(path, program)
+        program = compile_filter(parse_profile(data, path), caps, deny_namespaces)
+        if entry:
+            try:
+                _write_atomic(entry, key + program)
+            except OSError:  # a cache we cannot write (a read-only home) costs time, not the start
+                pass
     return program
 
 
-def _cache_key(profile, caps, deny_namespaces):
+def _cache_key(data, caps, deny_namespaces):
     uname = os.uname()
-    resolved = seccomp_profile.resolve(profile, caps, uname.machine, uname.release, deny_namespaces)
-    key = repr((_CACHE_FORMAT, profile.digest, sorted(set(caps)), bool(deny_namespaces),
-                uname.release, uname.machine, _library_id(), resolved))
-    return sha256(key.encode()).hexdigest()[:32]
+    here = os.path.dirname(os.path.abspath(__file__))
+    code = [_identity(os.path.join(here, name)) for name in ("seccomp.py", "seccomp_profile.py")]
+    key = repr((_CACHE_FORMAT, sha256(data).hexdigest(), sorted(set(caps)), bool(deny_namespaces),
+                uname.release, uname.machine, _library_file(), code))
+    return key.encode() + b"\n"
 
 
-def _library_id():
-    """libseccomp's version and file: a distro fix keeps the version but not the file."""
-    lib = _lib()
-    info = _DlInfo()
-    libc = ctypes.CDLL(None)
-    st = None
-    if libc.dladdr(ctypes.cast(lib.seccomp_init, ctypes.c_void_p), ctypes.byref(info)):
-        st = os.stat(info.dli_fname)
-        st = (os.fsdecode(info.dli_fname), st.st_ino, st.st_size, st.st_mtime_ns)
-    return version(), st
+def _identity(path):
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (path, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
-def _read_cached(path):
-    """The cached program, or None to rebuild: missing, unreadable, not ours or not sane."""
+def _library_file():
+    """libseccomp's file, found without loading it: a distro fix keeps the version, not the
+    file. None when it is not in the usual places (a miss then loads it, or says it is missing)."""
+    multiarch = getattr(sys.implementation, "_multiarch", "")
+    for d in (f"/usr/lib/{multiarch}", f"/lib/{multiarch}", "/usr/lib64", "/lib64", "/usr/lib"):
+        found = _identity(os.path.realpath(os.path.join(d, "libseccomp.so.2")))
+        if found:
+            return found
+    return None
+
+
+def _read_cached(path, key):
+    """The cached program, or None to rebuild: missing, unreadable, not ours, another key's
+    or not sane."""
     try:  # O_NONBLOCK: a FIFO put there must not hang the launcher
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
     except OSError:
@@ -285,7 +327,10 @@ def _read_cached(path):
         # Whoever can write a cache entry chooses the container's filter.
         if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o077:
             return None
-        program = f.read(8 * _BPF_MAXINSNS + 1)
+        data = f.read(len(key) + 8 * _BPF_MAXINSNS + 1)
+    if not data.startswith(key):
+        return None
+    program = data[len(key):]
     return program if _sane(program) else None
 
 
@@ -323,7 +368,7 @@ def describe(profile, caps, deny_namespaces):
     libseccomp here cannot compile, which the default action answers (None if libseccomp
     cannot be loaded)."""
     uname = os.uname()
-    res = seccomp_profile.resolve(profile, caps, uname.machine, uname.release, deny_namespaces)
+    res = _parser().resolve(profile, caps, uname.machine, uname.release, deny_namespaces)
     names = sorted({n for r in res.rules for n in r.names})
     try:
         lib = _lib()

@@ -17,7 +17,7 @@ from .base import PARENT
 
 ROOT = "/sys/fs/cgroup"
 MOUNTINFO = "/proc/self/mountinfo"
-V1_CONTROLLERS = ("memory", "cpu", "cpuacct", "pids", "blkio")
+V1_CONTROLLERS = ("memory", "cpu", "cpuacct", "pids", "blkio", "devices")
 VERSIONS = (1, 2)
 
 

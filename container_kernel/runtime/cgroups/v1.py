@@ -1,13 +1,14 @@
 """cgroup v1: one directory per controller hierarchy (runc's fs/, youki's v1/).
 
 A container is <mount>/container-kernel/<id> in each of the memory, cpu,
-cpuacct, pids and blkio hierarchies, wherever mountinfo says they are; when
-cpu and cpuacct are comounted, both names map to the same directory.
+cpuacct, pids, blkio and devices hierarchies, wherever mountinfo says they are;
+when cpu and cpuacct are comounted, both names map to the same directory.
 """
 
 import errno
 import os
 
+from .. import devices
 from ..errors import usage
 from . import units
 from .base import Cgroup, bad_limit
@@ -42,6 +43,16 @@ class V1Cgroup(Cgroup):
 
     def create(self, resources):
         self._create(self._dirs(), resources)
+        if "devices" in self._paths:  # the minimal /dev only (devices.py), before anything runs
+            deny, allow = devices.v1_rules()
+            try:
+                for rule in deny:
+                    self._set(self._file("devices", "devices.deny"), rule)
+                for rule in allow:
+                    self._set(self._file("devices", "devices.allow"), rule)
+            except BaseException:
+                self.destroy()
+                raise
 
     def child(self, name):
         # v1 has no no-internal-processes rule: a child is one more dir in each hierarchy.

@@ -65,15 +65,16 @@ def test_a_failed_step_names_itself(sc, tmp_path, monkeypatch):
 
 def test_process_setup_is_the_named_sequence():
     assert [f.__name__ for f in init.PROCESS_SETUP] == [
-        "set_rlimits", "set_no_new_privs", "drop_capabilities", "set_ids", "load_seccomp", "close_fds"]
+        "set_rlimits", "set_no_new_privs", "load_seccomp_while_privileged", "drop_capabilities",
+        "set_ids", "load_seccomp", "close_fds"]
 
 
 def test_process_setup_calls_in_order(sc):
     spec = host_spec()
     spec = spec._replace(
         process=spec.process._replace(uid=1000, gid=1000, rlimits=((7, 64, 64),)),
-        security=spec.security._replace(no_new_privs=True, seccomp=b"\0" * 8))
-    init.setup_process(spec, keep_fds={5, 9})
+        security=spec.security._replace(no_new_privs=True))
+    init.setup_process(spec, init.Setup({5, 9}, b"\0" * 8))
     order = []
     for name, args in sc.calls:
         step = {"setrlimit": "rlimits", "capset": "capabilities", "set_ids": "ids",
@@ -94,6 +95,68 @@ def test_process_setup_calls_in_order(sc):
 
 
 def test_no_seccomp_and_root_skip_those_steps(sc):
-    init.setup_process(host_spec(), keep_fds=set())
+    spec = host_spec()
+    init.setup_process(spec._replace(security=spec.security._replace(no_new_privs=False)),
+                       init.Setup(set(), None))
     assert "seccomp_load" not in sc.names() and "set_ids" not in sc.names()
     assert (real.PR_SET_NO_NEW_PRIVS, 1) not in sc.of("prctl")
+
+
+def test_without_no_new_privs_seccomp_goes_in_while_privileged(sc):
+    """The kernel takes a filter only with no_new_privs or CAP_SYS_ADMIN (runc's order)."""
+    spec = host_spec()
+    spec = spec._replace(security=spec.security._replace(no_new_privs=False))
+    init.setup_process(spec, init.Setup(set(), b"\0" * 8))
+    names = sc.names()
+    assert names.index("seccomp_load") < names.index("capset")
+    assert (real.PR_SET_NO_NEW_PRIVS, 1) not in sc.of("prctl")
+
+
+def test_the_default_spec_is_hardened():
+    security = host_spec().security
+    assert security.no_new_privs is True and security.seccomp.profile is None
+    assert security.seccomp.deny_namespaces is True
+    assert "/proc/kcore" in security.masked_paths and "/proc/sys" in security.readonly_paths
+
+
+def test_masks_and_read_only_paths_come_last(sc, tmp_path):
+    root = str(tmp_path / "root")
+    os.mkdir(root)
+    steps = mounts.plan(host_spec(), root)
+    kinds = [s.kind for s in steps]
+    last_other = max(i for i, k in enumerate(kinds) if k not in ("mask", "ro-path", "remount-ro",
+                                                                 "pivot-root"))
+    assert kinds.index("mask") > last_other and kinds.index("ro-path") > kinds.index("mask")
+    for d in ("proc/sys", "proc/acpi"):
+        os.makedirs(os.path.join(root, d))
+    open(os.path.join(root, "proc/kcore"), "w").close()
+    for step in steps:
+        if step.kind in ("mask", "ro-path"):
+            mounts._APPLY[step.kind](root, step)
+    calls = sc.of("mount")
+    assert ("/dev/null", root + "/proc/kcore", None, real.MS_BIND) in calls  # a file: /dev/null
+    acpi = next(c for c in calls if c[1] == root + "/proc/acpi")
+    assert acpi[2] == "tmpfs" and acpi[3] & real.MS_RDONLY  # a directory: an empty ro tmpfs
+    sysctl = [c for c in calls if c[1] == root + "/proc/sys"]
+    assert sysctl[0][3] & real.MS_BIND and sysctl[1][3] & real.MS_REMOUNT
+    assert sysctl[1][3] & real.MS_RDONLY and sysctl[1][3] & real.MS_NOEXEC
+    # paths this kernel does not have are skipped, not made
+    assert not any(c[1] == root + "/proc/timer_stats" for c in calls)
+
+
+@pytest.mark.parametrize("text, says", [
+    ("seccomp=/nonexistent.json", "cannot read it"), ("apparmor=unconfined", "unknown value"),
+    ("no-new-privileges=maybe", "unknown value"), ("seccomp=", "unknown value")])
+def test_bad_security_opts_are_one_line(text, says):
+    with pytest.raises(ContainerError, match=says) as e:
+        S.build({"security_opt": [("--security-opt", text)]}, ["true"])
+    assert e.value.exit_code == 2 and "\n" not in str(e.value)
+
+
+def test_security_opts():
+    build = lambda *opts: S.build({"security_opt": [("--security-opt", o) for o in opts]}, ["true"])
+    assert build("seccomp=unconfined").security.seccomp is None
+    assert build("no-new-privileges=false").security.no_new_privs is False
+    assert build("no-new-privileges:true").security.no_new_privs is True
+    assert build("seccomp=unconfined", "no-new-privileges").security == S.Security(
+        S.Security().capabilities, True, None)._replace(capabilities=build().security.capabilities)

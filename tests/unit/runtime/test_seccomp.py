@@ -240,33 +240,36 @@ def test_program_shape(program):
 
 
 def test_cache_miss_writes_0600_then_hits(program, tmp_path, monkeypatch):
-    p = seccomp.load_profile()
     cache = tmp_path / "cache"
-    assert seccomp.cached_filter(p, CAPS, True, str(cache)) == program
+    assert seccomp.cached_filter(None, CAPS, True, str(cache)) == program
     (entry,) = cache.iterdir()
     assert entry.stat().st_mode & 0o777 == 0o600 and cache.stat().st_mode & 0o777 == 0o700
     monkeypatch.setattr(seccomp, "compile_filter", lambda *a: pytest.fail("compiled on a hit"))
-    assert seccomp.cached_filter(p, list(reversed(CAPS)), True, str(cache)) == program
+    monkeypatch.setattr(seccomp, "parse_profile", lambda *a: pytest.fail("parsed on a hit"))
+    assert seccomp.cached_filter(None, list(reversed(CAPS)), True, str(cache)) == program
 
 
 def test_cache_keys_differ_by_caps_and_policy(program, tmp_path):
-    p = seccomp.load_profile()
     for caps, deny in ((CAPS, True), (CAPS, False), (CAPS + ("sys_admin",), True)):
-        seccomp.cached_filter(p, caps, deny, str(tmp_path))
+        seccomp.cached_filter(None, caps, deny, str(tmp_path))
     assert len(list(tmp_path.iterdir())) == 3
 
 
-@pytest.mark.parametrize("damage", ["empty", "torn", "no-ret", "mode"])
+@pytest.mark.parametrize("damage", ["empty", "torn", "no-ret", "mode", "other key"])
 def test_a_bad_cache_entry_is_rebuilt(program, tmp_path, damage):
-    p = seccomp.load_profile()
-    seccomp.cached_filter(p, CAPS, True, str(tmp_path))
+    seccomp.cached_filter(None, CAPS, True, str(tmp_path))
     (entry,) = tmp_path.iterdir()
+    whole = entry.read_bytes()
+    key = whole[:len(whole) - len(program)]
+    assert whole == key + program and key.endswith(b"\n")
     if damage == "mode":
         entry.chmod(0o666)  # anyone could have written it
     else:
-        entry.write_bytes({"empty": b"", "torn": program[:13], "no-ret": program[:-8] + program[:8]}[damage])
-    assert seccomp.cached_filter(p, CAPS, True, str(tmp_path)) == program
-    assert entry.read_bytes() == program and entry.stat().st_mode & 0o777 == 0o600
+        entry.write_bytes({"empty": b"", "torn": key + program[:13],
+                           "no-ret": key + program[:-8] + program[:8],
+                           "other key": key.replace(b"True", b"False", 1) + program}[damage])
+    assert seccomp.cached_filter(None, CAPS, True, str(tmp_path)) == program
+    assert entry.read_bytes() == whole and entry.stat().st_mode & 0o777 == 0o600
 
 
 def test_install_refuses_what_is_not_a_program():
