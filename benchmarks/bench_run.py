@@ -33,6 +33,8 @@ from container_kernel.runtime import host  # noqa: E402  (`ps`, to tell running 
 from container_kernel.runtime.spec import default_run_base  # noqa: E402
 
 ROOTLESS = os.geteuid() != 0
+UNHARDENED = ("--security-opt", "seccomp=unconfined", "--security-opt", "no-new-privileges=false",
+              "--security-opt", "systempaths=unconfined")
 RUN_BASE = default_run_base(ROOTLESS)  # where this user's containers keep their state
 RUNC_PREFIX = f"ck-bench-{os.getpid()}-"
 
@@ -61,9 +63,11 @@ raise SystemExit(os.waitstatus_to_exitcode(os.wait()[1]))
 
 def runtimes(workdir):
     """[(name, argv or a function of the run number, None) | (name, None, why skipped)]."""
-    out = [("container-kernel", [CK, "run", "--", "/bin/true"], None)]
+    out = [("container-kernel", [CK, "run", "--", "/bin/true"], None),
+           # What the hardening costs: the same run without seccomp, no_new_privs and masks.
+           ("container-kernel, hardening off", [CK, "run", *UNHARDENED, "--", "/bin/true"], None)]
     if not os.access(CK, os.X_OK):
-        out[0] = ("container-kernel", None, f"{CK} not found: run `make venv` first")
+        out = [(name, None, f"{CK} not found: run `make venv` first") for name, _, _ in out]
     out.append(_tool("unshare", "unshare (util-linux)", [
         *(["--user", "--map-root-user"] if ROOTLESS else []),
         "--fork", "--pid", "--mount-proc", "--uts", "--ipc", "--net", "--mount", "/bin/true"]))

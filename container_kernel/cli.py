@@ -59,27 +59,29 @@ def cmd_run(argv, exit_now=False):
 
 # ---- doctor and ps: what runtime/host.py finds, printed -------------------------------------
 
-def _json_or_help(command, argv, about):
-    """The one argument doctor and ps take: "json", "help" (printed here) or "text"."""
-    if argv == ["--json"]:
-        return "json"
-    if argv == []:
-        return "text"
+def _flags(command, argv, about, extra=()):
+    """doctor, ps and gc take flags only: --json (and ps --all). The set given, or None
+    after printing --help. Anything else, or a flag twice, is one line of error."""
+    allowed = ("--json",) + extra
     if "--help" in argv:
-        print(f"usage: container-kernel {command} [--json]\n\n{about}")
-        return "help"
-    bad = next((a for a in argv if a != "--json"), argv[-1])
-    raise usage(f"{command}: unknown argument {bad!r}: use --json or nothing")
+        print(f"usage: container-kernel {command} [{'] ['.join(allowed)}]\n\n{about}")
+        return None
+    for i, arg in enumerate(argv):
+        if arg not in allowed or arg in argv[:i]:
+            raise usage(f"{command}: unknown argument {arg!r}: use {' or '.join(allowed)} or nothing"
+                        if arg not in allowed else f"{command}: {arg} given twice")
+    return set(argv)
 
 
 def cmd_doctor(argv):
-    if _json_or_help("doctor", argv, "What this host allows, tried in throw-away processes.") == "help":
+    flags = _flags("doctor", argv, "What this host allows, tried in throw-away processes.")
+    if flags is None:
         return 0
     import json
     from .runtime import host
     f = host.probe_host()
     feats = host.features(f)
-    if argv == ["--json"]:
+    if "--json" in flags:
         json.dump({"host": f._asdict(), "features": [x._asdict() for x in feats]}, sys.stdout, indent=1)
         print()
         return 0
@@ -103,15 +105,18 @@ def cmd_doctor(argv):
 
 
 def cmd_ps(argv):
-    if _json_or_help("ps", argv, "Running containers, their host PIDs, limits and usage.") == "help":
+    flags = _flags("ps", argv, "Running containers, their host PIDs, limits and usage; with --all "
+                   "also what dead ones left (container-kernel gc removes it).", ("--all",))
+    if flags is None:
         return 0
     import json
     import time
-    from .runtime import host
-    from .runtime.spec import human_bytes
+    from .runtime import host, rundir
+    from .runtime.spec import default_run_base, human_bytes
     items = host.containers()
-    if argv == ["--json"]:
-        json.dump(items, sys.stdout, indent=1)
+    left = rundir.stale(default_run_base(os.geteuid() != 0)) if "--all" in flags else []
+    if "--json" in flags:
+        json.dump(items + [dict(s._asdict(), status="stale") for s in left], sys.stdout, indent=1)
         print()
         return 0
     print(f"{'ID':14}{'INIT PID':>9}  {'MEMORY (use/limit)':22}{'CPUS':>6}{'PIDS':>8}  {'UP':>7}  COMMAND")
@@ -124,7 +129,31 @@ def cmd_ps(argv):
         up = f"{time.time() - s['started']:.0f}s"
         print(f"{s['id']:14}{s['init_pid']:>9}  {memtext:22}{cpus:>6}{ptext:>8}  {up:>7}  "
               f"{' '.join(s['command'])[:60]}")
+    for s in left:
+        print(f"{s.id:14}{'-':>9}  stale {s.kind}: {s.why} ({s.path})")
     return 0
+
+
+def cmd_gc(argv):
+    flags = _flags("gc", argv, "Remove what dead containers left: their run dirs and, as root, "
+                   "their cgroups. Only container-kernel's own named objects are touched.")
+    if flags is None:
+        return 0
+    from .runtime import rundir
+    from .runtime.spec import default_run_base
+    base = default_run_base(os.geteuid() != 0)
+    found = rundir.stale(base)
+    removed = set(rundir.collect_stale(base))
+    if "--json" in flags:
+        import json
+        print(json.dumps({"removed": sorted(removed),
+                          "left": [s._asdict() for s in found if s.id not in removed]}))
+        return 0
+    for s in found:
+        print(f"{'removed' if s.id in removed else 'could not remove'} stale {s.kind} {s.path}")
+    if not found:
+        print("nothing stale")
+    return 0 if all(s.id in removed for s in found) else 1
 
 
 # command -> (module, function); a command's module is imported only when it runs.
@@ -132,6 +161,7 @@ COMMANDS = {
     "run": (None, "cmd_run"),
     "doctor": (None, "cmd_doctor"),
     "ps": (None, "cmd_ps"),
+    "gc": (None, "cmd_gc"),
     "install": ("container_kernel.kernel.kernelspec", "cmd_install"),
     "kernel": ("container_kernel.kernel.launch", "cmd_kernel"),
 }

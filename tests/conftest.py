@@ -1,5 +1,19 @@
-"""Test-suite plumbing: capability gates, the closing count line, a leftovers check."""
+"""Test-suite plumbing: capability gates, the closing count line, a leftovers check.
+
+The leftovers check judges only this run: what the host held before it began (a
+kernel force-killed last week, another user's container) is snapshotted at the
+start, reported with `container-kernel gc` as the fix, and not counted."""
 from tests import helpers
+
+_before = set()
+
+
+def pytest_sessionstart(session):
+    _before.update(helpers.leftovers())
+
+
+def ours():
+    return [x for x in helpers.leftovers() if x not in _before]
 
 
 def pytest_terminal_summary(terminalreporter):
@@ -14,7 +28,11 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.write_line("skipped, and why:")
         for reason, count in sorted(reasons.items()):
             terminalreporter.write_line(f"  {count} x {reason}")
-    leftovers = helpers.leftovers()
+    if _before:
+        terminalreporter.write_line(
+            "left on this host before the tests began (not counted; `sudo container-kernel gc` "
+            "removes what dead containers left):\n  " + "\n  ".join(sorted(_before)))
+    leftovers = ours()
     if leftovers:
         terminalreporter.write_line("LEFTOVERS after the tests:\n  " + "\n  ".join(leftovers))
     terminalreporter.write_line(
@@ -22,6 +40,6 @@ def pytest_terminal_summary(terminalreporter):
 
 
 def pytest_sessionfinish(session, exitstatus):
-    # Leftovers make the run fail: nothing of a container may remain after the tests.
-    if helpers.leftovers() and session.exitstatus == 0:
+    # Leftovers make the run fail: nothing of a container this run made may remain.
+    if ours() and session.exitstatus == 0:
         session.exitstatus = 1

@@ -63,6 +63,18 @@ def children(pid):
         return []
 
 
+def init_of(launcher_pid):
+    """The container's init among a launcher's children (its reaper is the other one)."""
+    for pid in children(launcher_pid):
+        try:
+            with open(f"/proc/{pid}/comm") as f:
+                if f.read().strip() == "ck-init":
+                    return pid
+        except OSError:
+            continue
+    raise AssertionError(f"launcher {launcher_pid} has no ck-init child")
+
+
 def alive(pid):
     try:
         with open(f"/proc/{pid}/stat") as f:

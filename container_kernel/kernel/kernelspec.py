@@ -136,25 +136,32 @@ def kernel_json(display, texts, allow):
     return spec
 
 
-class KernelArgs(namedtuple("KernelArgs", "options allow_unconfined connection_file resource_dir")):
+class KernelArgs(namedtuple("KernelArgs", "options allow_unconfined connection_file resource_dir "
+                            "ipykernel_args")):
     """The kernel launcher's argv, read: options ({field: (option, text)}, as spec.build
-    takes them), allow_unconfined, and its own -f / --resource-dir (None if absent)."""
+    takes them), allow_unconfined, its own -f / --resource-dir (None if absent), and what
+    follows them, for ipykernel."""
     __slots__ = ()
 
 
 def read_argv(argv):
-    """`kernel [OPTIONS] [--allow-unconfined] --resource-dir DIR -f FILE` -> KernelArgs.
+    """`kernel [OPTIONS] [--allow-unconfined] --resource-dir DIR -f FILE [ARGS...]` -> KernelArgs.
 
     argv is what follows "kernel" in kernel.json's argv (the template, {connection_file}
-    unsubstituted, for the provisioner; the real one for the launcher)."""
+    unsubstituted, for the provisioner; the real one for the launcher). jupyter_client
+    appends its extra arguments (`jupyter run FILE`, extra_arguments) after ours: they
+    are ipykernel's, passed on untouched, and a bad one gets ipykernel's own error."""
+    ours, theirs = argv, []
+    if "-f" in argv:
+        i = argv.index("-f")
+        ours, theirs = argv[:i + 2], argv[i + 2:]
     try:
-        options, flags, extra, rest = parse_options(argv, flags=(ALLOW_UNCONFINED,),
+        options, flags, extra, rest = parse_options(ours, flags=(ALLOW_UNCONFINED,),
                                                     extras=LAUNCHER_ARGS)
     except ContainerError as e:
         raise usage(f"kernel: {e}") from None
-    if rest:
-        raise usage(f"kernel: unexpected argument {rest[0]!r}: the kernel's command is ipykernel")
-    return KernelArgs(options, ALLOW_UNCONFINED in flags, extra.get("-f"), extra.get("--resource-dir"))
+    return KernelArgs(options, ALLOW_UNCONFINED in flags, extra.get("-f"), extra.get("--resource-dir"),
+                      tuple(rest) + tuple(theirs))
 
 
 def kernel_argv(argv):

@@ -106,7 +106,7 @@ def prepare(argv):
     except OSError:
         pass
 
-    cid = os.environ.get("CK_CONTAINER_ID") or S.new_id()
+    cid = S.parse_id(os.environ.get("CK_CONTAINER_ID") or S.new_id(), "CK_CONTAINER_ID")
     own_sockets = conn.get("transport", "tcp") != "ipc"
     if own_sockets:  # a TCP client: the kernel binds ipc sockets of ours, we relay TCP to them
         sockets = socket_dir(S.default_run_base(os.geteuid() != 0), f"k-{cid}")
@@ -123,7 +123,8 @@ def prepare(argv):
     volumes = [S.Volume(sockets, sockets, False)]
     if cwd != "/" and not any(under(cwd, d) for d in mounts.SYSTEM_DIRS):
         volumes.append(S.Volume(cwd, cwd, False))  # the notebook's dir, read-write
-    command = [sys.executable, "-m", "ipykernel_launcher", "-f", inner_file, "--ext", "container_kernel"]
+    command = [sys.executable, "-m", "ipykernel_launcher", "-f", inner_file, "--ext", "container_kernel",
+               *args.ipykernel_args]
     # The kernel's parent really is PID 1 (our init). ipykernel then neither polls its
     # parent (it would see init and quit: "Parent appears to have exited") nor prints
     # the console-only connection banner. Die-with-parent is done by the launcher.
@@ -144,7 +145,9 @@ def cmd_kernel(argv):
     if os.getppid() != parent:
         return RUNTIME
     p = prepare(argv)
-    container = launcher.Container(p.spec, memory_above_start=True)
+    # Ours to remove if we die: a TCP client's socket dir, or our file in the provisioner's.
+    container = launcher.Container(p.spec, memory_above_start=True,
+                                   also_remove=[p.sockets if p.own_sockets else p.inner_file])
     relay = server = None
     try:
         try:
@@ -221,5 +224,5 @@ def _run_unconfined(p, reason):
     child_env.update(p.env)
     child_env[P.UNCONFINED_ENV] = reason
     os.execve(sys.executable, [sys.executable, "-m", "ipykernel_launcher", "-f",
-                               os.path.abspath(p.args.connection_file), "--ext", "container_kernel"],
-              child_env)
+                               os.path.abspath(p.args.connection_file), "--ext", "container_kernel",
+                               *p.args.ipykernel_args], child_env)

@@ -39,6 +39,7 @@ class ContainerProvisioner(LocalProvisioner):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self.socket_dir = None  # made at the first launch, kept across restarts
+        self.container_id = None  # of the current launch: a restart is a new container
 
     async def pre_launch(self, **kwargs):
         # The kernelspec's argv is its one source of truth: the options are read from it.
@@ -56,7 +57,12 @@ class ContainerProvisioner(LocalProvisioner):
             atexit.register(rundir.remove_tree, self.socket_dir)
             km.transport = "ipc"
             km.ip = os.path.join(self.socket_dir, "k")
-        return await super().pre_launch(**kwargs)
+        kwargs = await super().pre_launch(**kwargs)
+        # We name the container, so that if its launcher dies (shutdown_kernel(now=True)
+        # SIGKILLs it) we know what it left, and remove it ourselves.
+        self.container_id = S.new_id()
+        kwargs["env"]["CK_CONTAINER_ID"] = self.container_id
+        return kwargs
 
     async def launch_kernel(self, cmd, **kwargs):
         _remove_file(os.path.join(self.socket_dir, STATUS))
@@ -94,7 +100,24 @@ class ContainerProvisioner(LocalProvisioner):
         ports = (km.shell_port, km.iopub_port, km.stdin_port, km.control_port, km.hb_port)
         return [f"{km.ip}-{port}" for port in ports]
 
+    async def poll(self):
+        ret = await super().poll()
+        if ret is not None:
+            self._collect()
+        return ret
+
+    async def wait(self):
+        ret = await super().wait()
+        self._collect()
+        return ret
+
+    def _collect(self):
+        """The launcher is gone: remove what its container left, if it did not (idempotent)."""
+        if self.container_id and (self.process is None or self.process.poll() is not None):
+            rundir.collect(S.default_run_base(os.geteuid() != 0), self.container_id)
+
     async def cleanup(self, restart=False):
+        self._collect()
         await super().cleanup(restart)
         if not restart and self.socket_dir:
             rundir.remove_tree(self.socket_dir)

@@ -21,7 +21,8 @@ import os
 # enum would cost ~2.5 ms of a container's start.
 import _signal as signal
 
-from . import capabilities, cgroups, idmap, init, limits, mounts, namespaces, rootfs, rundir, stages
+from . import (capabilities, cgroups, idmap, init, limits, mounts, namespaces, reaper, rootfs,
+               rundir, stages)
 from . import syscalls as sc
 from .output import Output
 from .errors import RUNTIME
@@ -30,12 +31,15 @@ from .spec import human_bytes
 
 
 class Container:
-    def __init__(self, spec, memory_above_start=False):
+    def __init__(self, spec, memory_above_start=False, also_remove=()):
         """memory_above_start: for a rootless fallback, let the payload set its own
         RLIMIT_AS once started (limits.RLIMIT_AS_ENV): an interpreter like ipykernel
-        maps ~800 MB of address space before it runs any code."""
+        maps ~800 MB of address space before it runs any code. also_remove: paths of
+        the caller's (a socket dir) the reaper removes if we die without cleaning."""
         self.spec = spec
         self.memory_above_start = memory_above_start
+        self.also_remove = tuple(also_remove)
+        self._reaper = None       # our end of the reaper's pipe (reaper.py)
         self.limits = None        # the limits.Plan, once start() has made it
         self.seccomp_program = None  # compiled here, on the host: init only installs it
         self.output = None        # the pipes of the payload's stdout and stderr
@@ -81,6 +85,8 @@ class Container:
         root = os.path.join(spec.run_dir, "root")
         self.steps = mounts.plan(spec, root, cgroup_mounts)
         rundir.make_run_dir(spec)
+        # From here on something could be left behind: the reaper cleans it if we die.
+        self._reaper = reaper.start(self.cgroup, (spec.run_dir,) + self.also_remove)
         try:
             if self.cgroup:
                 self.cgroup.create(spec.resources)
@@ -213,6 +219,9 @@ class Container:
             self.output.finish()
             self.output.close()
         rundir.remove_tree(self.spec.run_dir)
+        if self._reaper is not None:
+            os.close(self._reaper)  # all is clean: the reaper wakes, finds nothing, exits
+            self._reaper = None
         signal.pthread_sigmask(signal.SIG_UNBLOCK, init.WAITED)
 
 

@@ -34,8 +34,9 @@ RUN_OPTIONS = (
     (("--cap-add",), "CAP", "cap_add", True, "keep a capability beyond docker's default set"),
     (("--cap-drop",), "CAP", "cap_drop", True, "drop a capability (ALL: every one)"),
     (("--security-opt",), "OPT", "security_opt", True,
-     "seccomp=unconfined|PROFILE.json, no-new-privileges=false (default: Docker's seccomp "
-     "profile and no namespaces inside; no_new_privs on)"),
+     "seccomp=unconfined|PROFILE.json, no-new-privileges=false, systempaths=unconfined "
+     "(default: Docker's seccomp profile and no namespaces inside; no_new_privs on; "
+     "Docker's masked and read-only /proc and /sys paths)"),
     (("--name",), "ID", "id", False, "container id (default: 12 random hex digits)"),
 )
 RUN_FLAGS = (("--print-plan", "print the mount steps and namespaces, create nothing"),

@@ -8,6 +8,7 @@ stale, and whoever comes next removes it with the container's cgroups.
 """
 
 import os
+from collections import namedtuple
 
 from . import cgroups, procfs
 from .errors import ContainerError
@@ -75,34 +76,88 @@ def owner_alive(run_dir):
     return procfs.start_time(int(pid)) == start
 
 
-def collect_stale(run_base):
-    """Remove the run dirs and cgroups of containers whose owner is gone (e.g. SIGKILLed).
+class Stale(namedtuple("Stale", "id kind path why")):
+    """Something a dead container left: kind "run dir" or "cgroup"."""
+    __slots__ = ()
+
+
+def stale(run_base):
+    """What dead containers left under run_base, and (as root) in the cgroup trees.
 
     A run dir's "owner" file names the process that made it (a launcher, or the
     Jupyter server for a kernel's socket dir) with its start time, so a reused
-    PID does not keep a stale dir alive."""
-    removed = []
+    PID does not keep a stale dir alive. A cgroup of ours is stale when no live run
+    dir has its id. Only our own named objects are ever listed."""
+    out, alive = [], set()
     try:
-        names = os.listdir(run_base)
+        names = sorted(os.listdir(run_base))
     except FileNotFoundError:
         names = []
     for name in names:
-        if not owner_alive(os.path.join(run_base, name)):
-            remove_tree(os.path.join(run_base, name))
-            removed.append(name)
+        path = os.path.join(run_base, name)
+        if owner_alive(path):
+            alive.add(name)
+        else:
+            out.append(Stale(name, "run dir", path, _owner_text(path)))
     if os.geteuid() == 0:
-        alive = set(os.listdir(run_base)) if os.path.isdir(run_base) else set()
-        removed += cgroups.collect_stale(lambda cid: cid in alive)
+        try:
+            ids = cgroups.list_ids()
+        except ContainerError:  # no cgroupfs here
+            ids = []
+        out += [Stale(cid, "cgroup", f"container-kernel/{cid}", "no live run dir has its id")
+                for cid in ids if cid not in alive]
+    return out
+
+
+def collect_stale(run_base):
+    """Remove what dead containers left (e.g. a SIGKILLed launcher's). Returns the ids
+    removed. A cgroup whose processes will not die yet stays for the next sweep."""
+    removed = []
+    for item in stale(run_base):
+        if item.kind == "run dir":
+            remove_tree(item.path)
+            removed.append(item.id)
+        else:
+            try:
+                cgroups.open_cgroup(item.id).destroy()
+            except ContainerError:
+                continue
+            removed.append(item.id)
     return removed
 
 
+def collect(run_base, cid):
+    """Remove one container's run dir and cgroups, if its owner is gone: for whoever outlives
+    its launcher (the kernel provisioner, in the Jupyter server). Safe to race with the
+    launcher's own cleanup and its reaper's. True if nothing of it is left."""
+    path = os.path.join(run_base, cid)
+    if owner_alive(path):
+        return False
+    if os.geteuid() == 0:
+        try:
+            cgroups.open_cgroup(cid).destroy()
+        except ContainerError:
+            return False  # still draining, or no cgroupfs: gc (or the next start) retries
+    remove_tree(path)
+    return True
+
+
+def _owner_text(path):
+    text = procfs.read(os.path.join(path, "owner"))
+    if not text:
+        return "no owner file"
+    return f"its owner, PID {text.split()[0]}, is gone"
+
+
 def remove_tree(path):
+    """rm -r that never crosses a mount point, and that two processes may run at once on
+    the same tree (the launcher and its reaper, or the provisioner): gone is done."""
     try:
         entries = list(os.scandir(path))
     except FileNotFoundError:
         return
     except NotADirectoryError:
-        os.unlink(path)
+        _gone(os.unlink, path)
         return
     for entry in entries:
         if entry.is_dir(follow_symlinks=False):
@@ -110,5 +165,12 @@ def remove_tree(path):
                 continue
             remove_tree(entry.path)
         else:
-            os.unlink(entry.path)
-    os.rmdir(path)
+            _gone(os.unlink, entry.path)
+    _gone(os.rmdir, path)
+
+
+def _gone(remove, path):
+    try:
+        remove(path)
+    except FileNotFoundError:
+        pass

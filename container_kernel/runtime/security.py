@@ -13,7 +13,8 @@ Tighter than Docker's default on every row where we differ (the README's table):
 - devices: the minimal /dev set (runtime/devices.py).
 
 `--security-opt` takes what Docker's does for these: seccomp=unconfined,
-seccomp=PROFILE.json (Docker's JSON format), no-new-privileges[=true|false].
+seccomp=PROFILE.json (Docker's JSON format), no-new-privileges[=true|false],
+systempaths=unconfined (no masked or read-only paths).
 """
 
 from collections import namedtuple
@@ -25,7 +26,8 @@ MASKED_PATHS = ("/proc/asound", "/proc/acpi", "/proc/interrupts", "/proc/kcore",
                 "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats",
                 "/proc/sched_debug", "/proc/scsi", "/sys/firmware", "/sys/devices/virtual/powercap")
 READONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
-SECURITY_OPTS = "seccomp=unconfined, seccomp=PROFILE.json or no-new-privileges[=true|false]"
+SECURITY_OPTS = ("seccomp=unconfined, seccomp=PROFILE.json, no-new-privileges[=true|false] "
+                 "or systempaths=unconfined")
 
 
 class Seccomp(namedtuple("Seccomp", "profile deny_namespaces", defaults=(None, True))):
@@ -41,7 +43,8 @@ DEFAULT_SECCOMP = Seccomp()
 
 
 def parse_security_opt(text, option="--security-opt"):
-    """One --security-opt value -> ("seccomp", Seccomp or None) or ("no_new_privs", bool).
+    """One --security-opt value -> [(Security field, value)]: seccomp (a Seccomp or None),
+    no_new_privs (a bool), or masked_paths and readonly_paths (empty: systempaths=unconfined).
 
     Docker spells key and value with "=" or ":" (no-new-privileges:true)."""
     text = str(text).strip()
@@ -50,12 +53,14 @@ def parse_security_opt(text, option="--security-opt"):
         key, sep, value = text.partition(":")
     if key == "seccomp" and value:
         if value == "unconfined":
-            return "seccomp", None
+            return [("seccomp", None)]
         import os
         path = os.path.abspath(value)
         from . import seccomp  # json and the parser: only for a profile of the user's
         seccomp.load_profile(path, option)  # one line of error for a file that does not parse
-        return "seccomp", Seccomp(path)
+        return [("seccomp", Seccomp(path))]
     if key == "no-new-privileges" and value in ("", "true", "false"):
-        return "no_new_privs", value != "false"
+        return [("no_new_privs", value != "false")]
+    if key == "systempaths" and value == "unconfined":
+        return [("masked_paths", ()), ("readonly_paths", ())]
     raise usage(f"{option}: unknown value {text!r}: use {SECURITY_OPTS}")

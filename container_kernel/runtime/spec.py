@@ -143,8 +143,8 @@ def build(options, command, volumes=(), env=(), cwd=None, cid=None, keep_id=Fals
     process = Process(tuple(command), default_env(hostname, home, list(v.get("env", ())) + list(env)),
                       cwd or v.get("cwd", "/"), uid, gid, home, (), interactive)
     security = Security(caps)
-    for kind, value in v.get("security_opt", ()):  # later ones win, as in docker
-        security = security._replace(**{kind: value})
+    for changes in v.get("security_opt", ()):  # later ones win, as in docker
+        security = security._replace(**dict(changes))
     return Spec(
         id=cid, hostname=hostname, rootfs=v.get("rootfs", HOST_ROOTFS),
         namespaces=tuple(namespaces), network=network,

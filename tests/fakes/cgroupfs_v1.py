@@ -43,6 +43,7 @@ FILES = {
         "blkio.throttle.write_bps_device": "",
         "blkio.throttle.io_service_bytes": "Total 0\n",
     },
+    "devices": {"devices.allow": "", "devices.deny": "", "devices.list": "a *:* rwm\n"},
 }
 COMMON = {"cgroup.procs": "", "tasks": "", "notify_on_release": "0", "cgroup.clone_children": "0"}
 
@@ -50,7 +51,7 @@ COMMON = {"cgroup.procs": "", "tasks": "", "notify_on_release": "0", "cgroup.clo
 class FakeV1:
     """A v1 host: separate hierarchies (like this project's CI host) or cpu,cpuacct comounted."""
 
-    def __init__(self, tmp, comount=False, memsw=True):
+    def __init__(self, tmp, comount=False, memsw=True, devices=False):
         self.root = os.path.join(str(tmp), "cgroup")
         self.memsw = memsw
         self.writes = []   # (path relative to root, text) in order
@@ -58,6 +59,7 @@ class FakeV1:
         self.busy = 0      # rmdir answers EBUSY this many more times
         names = ["cpu,cpuacct", "memory", "pids", "blkio", "freezer"] if comount else \
                 ["cpu", "cpuacct", "memory", "pids", "blkio", "freezer"]
+        names += ["devices"] if devices else []
         lines = [f"31 23 0:28 / {self.root} rw,nosuid - tmpfs tmpfs rw,mode=755"]
         for i, name in enumerate(names):
             os.makedirs(os.path.join(self.root, name))

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from tests.helpers import CK, alive, children, leftovers
+from tests.helpers import CK, alive, children, init_of, leftovers
 from tests.jupyter.test_kernel import kernel, run
 
 
@@ -51,7 +51,7 @@ def test_a_server_killed_with_sigkill_takes_its_containers_along(kernel_prefix):
                               env=dict(os.environ))
     try:
         launcher = int(server.stdout.readline())
-        init = children(launcher)[0]
+        init = init_of(launcher)
         kernel_pid = children(init)[0]
         server.kill()
         server.wait()

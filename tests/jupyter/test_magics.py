@@ -16,7 +16,7 @@ import pytest
 from jupyter_client import KernelManager
 
 from container_kernel.runtime.procfs import capability_names
-from tests.helpers import CK, children, host_ns, leftovers, whole_disk
+from tests.helpers import CK, children, init_of, host_ns, leftovers, whole_disk
 from tests.jupyter.test_kernel import kernel, run
 
 MiB = 1 << 20
@@ -48,7 +48,7 @@ def memory_limit(paths):
 
 
 def kernel_host_pid(km):
-    (init,) = children(km.provisioner.process.pid)
+    init = init_of(km.provisioner.process.pid)
     return init, [p for p in children(init)]
 
 

@@ -160,3 +160,5 @@ def test_security_opts():
     assert build("no-new-privileges:true").security.no_new_privs is True
     assert build("seccomp=unconfined", "no-new-privileges").security == S.Security(
         S.Security().capabilities, True, None)._replace(capabilities=build().security.capabilities)
+    off = build("systempaths=unconfined").security
+    assert off.masked_paths == () and off.readonly_paths == () and off.seccomp is not None

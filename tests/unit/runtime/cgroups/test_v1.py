@@ -384,3 +384,28 @@ def test_list_ids_and_collect_stale(fake):
 
 def test_list_ids_without_parent(fake):
     assert cgroups.list_ids(root=fake.root, mountinfo=fake.mountinfo) == []
+
+
+# ---- devices: only the minimal /dev ---------------------------------------------------------
+
+def test_devices_cgroup_allows_only_the_minimal_set(tmp_path, monkeypatch):
+    fake = FakeV1(tmp_path, devices=True).install(monkeypatch)
+    cg = fake.open()
+    cg.create(Resources())
+    rules = [(name, text) for name, text in fake.writes if name.startswith("devices/")]
+    # deny everything first, then allow each node read-write: no "m", no wildcard but the ptys
+    assert rules[0] == (f"devices/{PARENT}/c1/devices.deny", "a")
+    allowed = [text for name, text in rules[1:]]
+    assert all(name.endswith("devices.allow") for name, _ in rules[1:])
+    assert "c 1:3 rw" in allowed and "c 1:9 rw" in allowed and "c 136:* rw" in allowed
+    assert not any("m" in text.split()[-1] or text.startswith("b ") for text in allowed)
+    cg.destroy()
+
+
+def test_a_refused_devices_rule_removes_the_cgroup(tmp_path, monkeypatch):
+    fake = FakeV1(tmp_path, devices=True).install(monkeypatch)
+    fake.fail["devices.allow"] = errno.EINVAL
+    cg = fake.open()
+    with pytest.raises(ContainerError, match="devices.allow"):
+        cg.create(Resources())
+    assert not any(os.path.exists(d) for d in cg.paths().values())

@@ -1,0 +1,70 @@
+"""Cleanup that does not depend on the launcher surviving: a small watcher process.
+
+A SIGKILLed launcher cleans nothing: its container dies with it (init has
+PDEATHSIG), but the cgroups and the run dir would stay until someone else came.
+So, before it creates anything that could be left, the launcher forks a reaper in
+a session of its own (a kill of the launcher's process group misses it). The
+reaper holds the read end of a pipe whose only write end the launcher keeps: EOF
+comes the moment the launcher is gone, however it went, and the reaper then
+removes what is left (all of it idempotent, so a launcher that cleaned up first
+leaves it nothing to do) and exits.
+"""
+
+import os
+import time
+# The C module under `signal`: no enum import on the start path.
+import _signal as signal
+
+from . import syscalls as sc
+from .errors import ContainerError
+
+PATIENCE = 10.0  # seconds a cgroup may take to drain before the reaper gives up on it
+
+
+def start(cgroup, paths):
+    """Fork the reaper for a container's cgroup (or None) and paths (run dir, socket dir).
+
+    Returns the write end of its pipe: keep it open while the container lives, close it
+    when done (exit closes it too)."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        _reaper(r, w, cgroup, paths)
+    os.close(r)
+    return w
+
+
+def _reaper(r, w, cgroup, paths):
+    """In the fork. Never returns."""
+    try:
+        os.close(w)
+        os.setsid()
+        sc.set_name("ck-reaper")
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
+            signal.signal(sig, signal.SIG_IGN)  # only the launcher's end ends us
+        signal.pthread_sigmask(signal.SIG_SETMASK, [])
+        null = os.open("/dev/null", os.O_RDWR)
+        for fd in (0, 1, 2):  # the launcher's stdout may be a pipe someone waits on for EOF
+            os.dup2(null, fd)
+        os.closerange(3, r)
+        os.closerange(r + 1, sc.MAX_FD)
+        while os.read(r, 64):
+            pass
+        _collect(cgroup, paths)
+    finally:
+        os._exit(0)
+
+
+def _collect(cgroup, paths):
+    from .rundir import remove_tree
+    deadline = time.monotonic() + PATIENCE
+    while cgroup is not None:
+        try:
+            cgroup.destroy()  # kills what is left, removes the dirs; retries EBUSY itself
+            break
+        except ContainerError:
+            if time.monotonic() > deadline:
+                break  # `container-kernel gc` (or the next start) takes it from here
+            time.sleep(0.1)
+    for path in paths:
+        remove_tree(path)
