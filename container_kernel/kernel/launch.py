@@ -62,15 +62,25 @@ def describe_exit(code, memory):
     return None
 
 
-def socket_dir(run_base, name):
+def socket_path(run_base, name):
     """A short directory for the ipc sockets: unix socket paths must stay <= 107 bytes."""
     path = os.path.join(run_base, name)
     if len(os.path.join(path, "k-65535")) > 107:  # sun_path is 108 bytes with its NUL
         raise ContainerError(f"the socket dir {path!r} is too long for unix socket paths "
                              "(107 bytes at most): set XDG_RUNTIME_DIR to a shorter dir")
+    return path
+
+
+def socket_dir(run_base, name):
+    """Make the socket dir (socket_path), owned by this process: stale when it is gone."""
+    path = socket_path(run_base, name)
     rundir.make_run_base(run_base)
-    os.mkdir(path, 0o700)
-    rundir.write_owner(path)
+    try:
+        os.mkdir(path, 0o700)
+        rundir.write_owner(path)
+    except OSError as e:
+        rundir.remove_tree(path)
+        raise ContainerError(f"cannot create the socket dir {path}: {e.strerror}") from None
     return path
 
 
@@ -87,6 +97,12 @@ def kernelspec_env_names(resource_dir):
 
 def prepare(argv):
     args = kernelspec.read_argv(argv)
+    try:
+        cwd = os.getcwd()
+    except FileNotFoundError:
+        raise ContainerError("the notebook's directory has been deleted: there is no working "
+                             "directory to start the kernel in (reopen the notebook from one "
+                             "that exists)") from None
     if not args.connection_file:
         raise usage("kernel: -f CONNECTION_FILE is required (kernel.json passes {connection_file})")
     connection_file = os.path.abspath(args.connection_file)
@@ -109,17 +125,14 @@ def prepare(argv):
     cid = S.parse_id(os.environ.get("CK_CONTAINER_ID") or S.new_id(), "CK_CONTAINER_ID")
     own_sockets = conn.get("transport", "tcp") != "ipc"
     if own_sockets:  # a TCP client: the kernel binds ipc sockets of ours, we relay TCP to them
-        sockets = socket_dir(S.default_run_base(os.geteuid() != 0), f"k-{cid}")
+        sockets = socket_path(S.default_run_base(os.geteuid() != 0), f"k-{cid}")
         inner = dict(conn, transport="ipc", ip=os.path.join(sockets, "k"),
                      shell_port=1, iopub_port=2, stdin_port=3, control_port=4, hb_port=5)
     else:  # the provisioner chose ipc sockets in a dir of its own
         sockets = os.path.dirname(conn["ip"])
         inner = conn
     inner_file = os.path.join(sockets, f"connection-{cid}.json")
-    with open(os.open(inner_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
-        json.dump(inner, f)
 
-    cwd = os.getcwd()
     volumes = [S.Volume(sockets, sockets, False)]
     if cwd != "/" and not any(under(cwd, d) for d in mounts.SYSTEM_DIRS):
         volumes.append(S.Volume(cwd, cwd, False))  # the notebook's dir, read-write
@@ -132,6 +145,15 @@ def prepare(argv):
     control_path = os.path.join(sockets, f"control-{cid}.sock")  # beside the kernel's sockets
     spec = S.build(args.options, command, volumes=volumes,
                    env=env + [(P.CONTROL_ENV, control_path)], cwd=cwd, cid=cid)
+    # Only now, with every input checked, does anything get made.
+    if own_sockets:
+        socket_dir(S.default_run_base(os.geteuid() != 0), f"k-{cid}")
+    try:
+        with open(os.open(inner_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
+            json.dump(inner, f)
+    except OSError as e:
+        _remove(sockets if own_sockets else inner_file)
+        raise ContainerError(f"cannot write {inner_file}: {e.strerror}") from None
     return Prepared(args, spec, tuple(env), conn, inner, sockets, own_sockets, inner_file, record,
                     control_path)
 
@@ -144,7 +166,11 @@ def cmd_kernel(argv):
     sc.prctl(sc.PR_SET_PDEATHSIG, _signal.SIGTERM)
     if os.getppid() != parent:
         return RUNTIME
-    p = prepare(argv)
+    try:
+        p = prepare(argv)
+    except ContainerError as e:
+        _tell_the_provisioner(argv, e)
+        raise
     # Ours to remove if we die: a TCP client's socket dir, or our file in the provisioner's.
     container = launcher.Container(p.spec, memory_above_start=True,
                                    also_remove=[p.sockets if p.own_sockets else p.inner_file])
@@ -197,6 +223,18 @@ def finish(p, container):
             f.write(notice + "\n")
         os.write(2, f"container-kernel: kernel {p.spec.id}: {notice}\n".encode())
     return code
+
+
+def _tell_the_provisioner(argv, error):
+    """A start that failed before the container: the provisioner still hears why (its
+    socket dir is named by the connection file), so the UI shows it, not "kernel died"."""
+    try:
+        with open(kernelspec.read_argv(argv).connection_file) as f:
+            conn = json.load(f)
+        if conn.get("transport") == "ipc":
+            write_status(os.path.dirname(conn["ip"]), f"error {error}")
+    except (OSError, ValueError, TypeError, KeyError, ContainerError):
+        pass  # no word for it: jupyter_client reports a dead kernel, the log says why
 
 
 def write_status(sockets, line):

@@ -43,6 +43,11 @@ class ContainerProvisioner(LocalProvisioner):
 
     async def pre_launch(self, **kwargs):
         # The kernelspec's argv is its one source of truth: the options are read from it.
+        python = self.kernel_spec.argv[0]
+        if not os.access(python, os.X_OK):
+            raise RuntimeError(f"{self.kernel_spec.display_name} cannot start: its Python {python} "
+                               "is gone (a removed venv?): reinstall the kernelspec with "
+                               "container-kernel install")
         args = read_argv(kernel_argv(self.kernel_spec.argv))
         problem = containment_problem()
         if problem and not args.allow_unconfined:

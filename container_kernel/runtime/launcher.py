@@ -244,7 +244,13 @@ def _intermediate(spec, steps, root, from_launcher, to_launcher, payload):
             os._exit(RUNTIME)
         # The cgroup was joined just before: the new cgroup namespace is rooted there.
         sc.unshare(namespaces.flags(k for k in spec.namespaces if k != "user"))
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError as e:  # EAGAIN: the cgroup (or a parent of it) is at its pids.max
+            stages.send_error(to_launcher, RUNTIME, f"cannot fork the container's init: "
+                              f"{os.strerror(e.errno)} (the cgroup's pids.max, or a parent's, is "
+                              "reached)" if e.errno == 11 else f"cannot fork the container's init: {e}")
+            os._exit(RUNTIME)
         if pid == 0:
             init.main(spec, steps, root, from_launcher, to_launcher, payload)
         stages.send(to_launcher, stages.INIT, str(pid))

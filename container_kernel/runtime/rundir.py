@@ -19,7 +19,10 @@ def make_run_base(run_base):
 
     A rootless base may sit in /tmp under a predictable name: another user could
     have made it first to watch or swap our sockets, so check, as ssh-agent does."""
-    os.makedirs(run_base, 0o711 if os.geteuid() == 0 else 0o700, exist_ok=True)
+    try:
+        os.makedirs(run_base, 0o711 if os.geteuid() == 0 else 0o700, exist_ok=True)
+    except OSError as e:
+        raise _unwritable(run_base, e) from None
     dirs = [run_base]
     if os.path.basename(os.path.dirname(run_base)).startswith("container-kernel-"):
         dirs.append(os.path.dirname(run_base))  # /tmp/container-kernel-UID
@@ -32,10 +35,25 @@ def make_run_base(run_base):
 
 
 def make_run_dir(spec):
+    """The container's run dir, with its owner file; nothing is left if it fails half-way."""
     make_run_base(spec.run_base)
-    os.mkdir(spec.run_dir, 0o700)
-    os.mkdir(os.path.join(spec.run_dir, "root"), 0o755)
-    write_owner(spec.run_dir)
+    try:
+        os.mkdir(spec.run_dir, 0o700)
+    except OSError as e:
+        raise _unwritable(spec.run_dir, e) from None
+    try:
+        os.mkdir(os.path.join(spec.run_dir, "root"), 0o755)
+        write_owner(spec.run_dir)
+    except OSError as e:
+        remove_tree(spec.run_dir)
+        raise _unwritable(spec.run_dir, e) from None
+
+
+def _unwritable(path, e):
+    why = {28: "the filesystem is full", 30: "the filesystem is read-only"}.get(e.errno, e.strerror)
+    return ContainerError(f"cannot create the run dir {path}: {why} (set XDG_RUNTIME_DIR, or free "
+                          "space there)" if os.geteuid() != 0 else
+                          f"cannot create the run dir {path}: {why}")
 
 
 def write_owner(path, pid=None):
@@ -91,7 +109,7 @@ def stale(run_base):
     out, alive = [], set()
     try:
         names = sorted(os.listdir(run_base))
-    except FileNotFoundError:
+    except OSError:  # not there yet, or not ours to read: make_run_base says which
         names = []
     for name in names:
         path = os.path.join(run_base, name)

@@ -1,0 +1,102 @@
+"""Nothing left behind, whoever dies: the launcher, its process group, init or the payload,
+at any moment, even half-way through the start. What is left anyway, gc removes."""
+import glob
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from tests.helpers import CK, alive, children, ck, init_of, requires_root, start
+
+pytestmark = requires_root
+RUN_BASE = "/run/container-kernel"
+
+
+def left_of(cid):
+    return glob.glob(f"{RUN_BASE}/{cid}") + glob.glob(f"/sys/fs/cgroup/*/container-kernel/{cid}")
+
+
+def gone_within(cid, seconds=2.0):
+    deadline = time.monotonic() + seconds
+    while left_of(cid) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return left_of(cid)
+
+
+def comm(pid):
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+def running(cid, *cmd):
+    # A group of its own, as jupyter_client starts a kernel: a kill of that group is what
+    # a forced shutdown does.
+    p = start("run", "--name", cid, "--memory", "64M", "--", *cmd, start_new_session=True)
+    deadline = time.monotonic() + 10
+    while not os.path.exists(f"{RUN_BASE}/{cid}/state.json") and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return p
+
+
+@pytest.mark.parametrize("victim", ["launcher", "launcher's group", "init", "payload"])
+def test_killing_any_process_leaves_nothing_within_2_s(victim):
+    cid = f"ck-kill-{victim.split()[0].replace(chr(39), '')}-{os.getpid()}"
+    p = running(cid, "sleep", "30")
+    try:
+        init = init_of(p.pid)
+        target = {"launcher": p.pid, "init": init}.get(victim)
+        if victim == "payload":
+            target = children(init)[0]
+        if victim == "launcher's group":
+            os.killpg(p.pid, signal.SIGKILL)
+        else:
+            os.kill(target, signal.SIGKILL)
+        assert gone_within(cid) == []
+    finally:
+        if p.poll() is None:
+            p.kill()
+        p.wait(10)
+
+
+def test_sigkill_at_any_moment_of_the_start_leaves_nothing():
+    """Between the cgroup's creation and init's exec, too: 25 starts killed after 0 to 48 ms."""
+    ids = []
+    for i in range(25):
+        cid = f"ck-midstart-{os.getpid()}-{i}"
+        ids.append(cid)
+        p = subprocess.Popen([CK, "run", "--name", cid, "--memory", "64M", "--", "true"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(i * 0.002)
+        p.kill()
+        p.wait(10)
+    deadline = time.monotonic() + 3
+    while any(left_of(c) for c in ids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert [x for c in ids for x in left_of(c)] == []
+
+
+def test_ps_all_shows_what_a_dead_container_left_and_gc_removes_it():
+    cid = f"ck-gc-{os.getpid()}"
+    p = running(cid, "sleep", "30")
+    reaper = next(c for c in children(p.pid) if comm(c) == "ck-reaper")
+    # Its reaper first, then the launcher: the one way to leave things behind.
+    os.kill(reaper, signal.SIGKILL)
+    os.kill(p.pid, signal.SIGKILL)
+    p.wait(10)
+    deadline = time.monotonic() + 2
+    while alive(reaper) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert left_of(cid), "nothing was left: the test did not make a stale container"
+    listed = json.loads(ck("ps", "--all", "--json").stdout)
+    assert {s["kind"] for s in listed if s.get("status") == "stale" and s["id"] == cid} == \
+        {"run dir", "cgroup"}
+    assert f"stale run dir" in ck("ps", "--all").stdout
+    r = ck("gc")
+    assert r.returncode == 0 and f"removed stale run dir {RUN_BASE}/{cid}" in r.stdout
+    assert left_of(cid) == [] and cid not in ck("ps", "--all").stdout
