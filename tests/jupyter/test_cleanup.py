@@ -4,7 +4,6 @@ import glob
 import os
 import subprocess
 import sys
-import time
 
 from jupyter_client import KernelManager
 
