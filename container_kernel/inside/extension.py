@@ -7,7 +7,8 @@ It tells the user what they would otherwise not know:
   at start, at the first execution and in every %container_info;
 - in any other kernel (`%load_ext container_kernel`), that this project does not
   contain it, and which container does if it can tell (Docker on Binder, say).
-The magics and widgets (see magics.py) are registered here too.
+The magics and widgets (see magics.py) are registered here too, and the answer to
+jupyter-resource-usage's usage_request (usage.py).
 """
 
 import os
@@ -15,7 +16,7 @@ import sys
 
 from .. import protocol
 from ..runtime import procfs
-from . import facts, magics
+from . import facts, magics, usage
 
 _state = {}
 
@@ -59,6 +60,7 @@ def load(ip):
         print(f"container_kernel: {facts.warning_banner()}"
               + (f" It runs inside another container: {outer}." if outer else ""))
     magics.register(ip)
+    usage.register(ip)
 
 
 def unload(ip):
