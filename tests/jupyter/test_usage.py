@@ -1,9 +1,8 @@
 """jupyter-resource-usage's usage_request, answered with the container's numbers, not the host's."""
 import os
 
-import pytest
 
-from tests.jupyter.test_magics import ceil_kernel  # noqa: F401  (a fixture: 512M, 1 CPU, 100 pids)
+from tests.jupyter.test_magics import ceil_kernel  # noqa: F401,F811  (a fixture: 512M, 1 CPU, 100 pids)
 
 MiB = 1 << 20
 
