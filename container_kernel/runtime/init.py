@@ -51,12 +51,13 @@ def main(spec, steps, root, from_launcher, to_launcher, payload):
         if select.select([from_launcher], [], [], 0)[0]:  # readable = EOF = launcher gone
             os._exit(RUNTIME)
         sc.set_name("ck-init")
-        _stdio(spec, payload.output)
+        _stdout_stderr(spec, payload.output)
         if "uts" in spec.namespaces:
             sc.sethostname(spec.hostname)
         if "net" in spec.namespaces:
             network.loopback_up()
         mounts.apply(steps, root)
+        _stdin(spec)
         os.setsid()  # own session: a job-control SIGINT to the launcher's group is not doubled here
         pid = _spawn(spec, payload.seccomp)
     except ContainerError as e:
@@ -69,18 +70,26 @@ def main(spec, steps, root, from_launcher, to_launcher, payload):
     os._exit(_reap_until(pid))
 
 
-def _stdio(spec, output):
-    """fds 0, 1 and 2 of init, and so of the payload: nothing of the host's.
-
-    stdin is /dev/null unless interactive (docker run -i); stdout and stderr are the
-    launcher's pipes. The host's fds the launcher had there are closed here."""
-    out_w, err_w = output
-    stdin = 0 if spec.process.interactive else os.open("/dev/null", os.O_RDONLY)
-    for fd, target in ((stdin, 0), (out_w, 1), (err_w, 2)):
-        if fd != target:
-            os.dup2(fd, target)
-    for fd in {stdin, out_w, err_w} - {0, 1, 2}:
+def _stdout_stderr(spec, output):
+    """fds 1 and 2 of init, and so of the payload: the launcher's pipes, not its host fds.
+    stdin goes too, unless interactive (docker run -i): it is reopened after pivot_root."""
+    for fd, target in zip(output, (1, 2)):
+        os.dup2(fd, target)
         os.close(fd)
+    if not spec.process.interactive:
+        os.close(0)
+
+
+def _stdin(spec):
+    # Only now, inside the new root: /dev/null opened before pivot_root would be an fd on the
+    # host's /dev, a way back out (the CVE-2024-21626 class).
+    if not spec.process.interactive:
+        fd = os.open("/dev/null", os.O_RDONLY)  # close-on-exec, as Python opens every fd
+        if fd == 0:
+            os.set_inheritable(0, True)
+        else:
+            os.dup2(fd, 0)  # dup2 makes it inheritable
+            os.close(fd)
 
 
 # ---- the payload's process setup: one named step each, in this order -------------------------

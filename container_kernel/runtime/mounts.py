@@ -263,9 +263,12 @@ def _bind(root, step, readonly=False, device=False):
     else:
         os.makedirs(target, exist_ok=True)
     sc.mount(step.source, target, None, sc.MS_BIND)
-    # A bind keeps its source's flags until remounted: one remount makes it nosuid and nodev
-    # (not a device node's, whose point is to be opened), and read-only if asked.
-    extra = (sc.MS_NOSUID | sc.MS_NOEXEC) if device else NOSUID_NODEV
+    # A bind keeps its source's flags until remounted: one remount makes it nosuid and nodev,
+    # and read-only if asked. A device node's bind keeps dev (its point is to be opened) and
+    # is always read-only: the node is the host's inode, and root inside keeps CAP_CHOWN and
+    # CAP_FOWNER, so a writable bind would let it chmod the host's /dev/null. Reading and
+    # writing the device itself are untouched by a read-only mount.
+    extra = (sc.MS_NOSUID | sc.MS_NOEXEC | sc.MS_RDONLY) if device else NOSUID_NODEV
     _remount(target, step.source, extra | (sc.MS_RDONLY if readonly else 0))
 
 
@@ -298,6 +301,7 @@ def _mask(root, step):
     if not stat.S_ISCHR(null.st_mode) or null.st_rdev != os.makedev(1, 3):
         raise ContainerError("/dev/null is not the null device (char 1:3): refusing to mask with it")
     sc.mount("/dev/null", target, None, sc.MS_BIND)
+    _remount(target, "/dev/null", sc.MS_RDONLY | sc.MS_NOSUID | sc.MS_NOEXEC)  # as a device bind
 
 
 def _readonly_path(root, step):
