@@ -388,6 +388,6 @@ class Description(collections.namedtuple(
     __slots__ = ()
 
     def __str__(self):
-        policy = " + no namespaces" if self.deny_namespaces else ""
+        policy = " + no namespaces, no socketcall" if self.deny_namespaces else ""
         return (f"seccomp: filter, {self.name}{policy}, {self.rules} rules, "
                 f"default {self.default_action}, {' '.join(self.architectures)}")

@@ -254,7 +254,7 @@ def _applies(rule, caps, arch, kernel):
 def _no_namespaces(rules, default, arch):
     """Beyond Docker: whatever the capabilities, unshare and setns answer EPERM, and so does
     clone with a CLONE_NEW* flag; clone3 answers ENOSYS, so that glibc falls back to clone,
-    whose flags a filter can see (clone3's are behind a pointer)."""
+    whose flags a filter can see (clone3's are behind a pointer); so does socketcall."""
     out = []
     for r in rules:
         names = tuple(n for n in r.names if n not in NAMESPACE_SYSCALLS)
@@ -264,6 +264,13 @@ def _no_namespaces(rules, default, arch):
     out.append(Rule(("clone",), "SCMP_ACT_ALLOW", None, (Arg(index, CLONE_NEW, 0, "SCMP_CMP_MASKED_EQ"),),
                     None, None))
     out.append(Rule(("clone3",), "SCMP_ACT_ERRNO", errno.ENOSYS, (), None, None))
+    # i386's socketcall multiplexes socket(), connect()... with their arguments behind a
+    # pointer: Docker's argument filters on socket() (no AF_ALG, AF_VSOCK) do not see
+    # through it (moby reverted blocking it, leaving it to AppArmor, which we do not have).
+    # ENOSYS: glibc has called the direct syscalls since Linux 4.3.
+    out = [r._replace(names=tuple(n for n in r.names if n != "socketcall")) for r in out]
+    out = [r for r in out if r.names]
+    out.append(Rule(("socketcall",), "SCMP_ACT_ERRNO", errno.ENOSYS, (), None, None))
     if default != ("SCMP_ACT_ERRNO", errno.EPERM):  # then the default does not deny them for us
         out.append(Rule(("setns", "unshare"), "SCMP_ACT_ERRNO", errno.EPERM, (), None, None))
         bits = [1 << i for i in range(32) if CLONE_NEW >> i & 1]

@@ -36,7 +36,8 @@ class Seccomp(namedtuple("Seccomp", "profile deny_namespaces", defaults=(None, T
     __slots__ = ()
 
     def name(self):
-        return (self.profile or "docker-default") + (" + no namespaces" if self.deny_namespaces else "")
+        policy = " + no namespaces, no socketcall" if self.deny_namespaces else ""
+        return (self.profile or "docker-default") + policy
 
 
 DEFAULT_SECCOMP = Seccomp()

@@ -287,7 +287,8 @@ X32 = 0x40000000  # __X32_SYSCALL_BIT
 NR = {"clone": 56, "clone3": 435, "keyctl": 250, "add_key": 248, "bpf": 321, "io_uring_setup": 425,
       "perf_event_open": 298, "open_by_handle_at": 304, "personality": 135, "mount": 165,
       "unshare": 272, "setns": 308, "getpid": 39}
-NR_I386 = {"getpid": 20, "keyctl": 288, "unshare": 310, "clone": 120, "clone3": 435}
+NR_I386 = {"getpid": 20, "keyctl": 288, "unshare": 310, "clone": 120, "clone3": 435,
+           "socketcall": 102}
 # int $0x80 from 64-bit code is an i386 syscall: number in eax, arguments in ebx, ecx, edx.
 # push rbx (callee-saved); mov eax,edi; mov ebx,esi; xchg ecx,edx; int $0x80; pop rbx; ret
 INT80 = bytes.fromhex("53 89 f8 89 f3 87 ca cd 80 5b c3")
@@ -365,6 +366,8 @@ def probes(tmp, int80):
             "i386_clone_newuser": lambda: forking(
                 int80(NR_I386["clone"], syscalls.CLONE_NEWUSER | SIGCHLD, 0, 0)),
             "i386_clone3": lambda: int80(NR_I386["clone3"], 0, 0, 0),
+            # socketcall(SYS_SOCKET, NULL): EFAULT if it reaches the kernel
+            "i386_socketcall": lambda: int80(NR_I386["socketcall"], 1, 0, 0),
         })
     return {name: isolated(call) for name, call in calls.items()}
 
@@ -476,6 +479,7 @@ def test_the_i386_abi_is_filtered_too(filtered):
     assert filtered["i386_unshare"] == "EPERM"
     assert filtered["i386_clone_newuser"] == "EPERM"
     assert filtered["i386_clone3"] == "ENOSYS"
+    assert filtered["i386_socketcall"] == "ENOSYS"  # Docker's AF_ALG/AF_VSOCK rules cannot see through it
 
 
 @requires_root
@@ -483,6 +487,7 @@ def test_the_i386_probes_reach_the_kernel_without_a_filter(unfiltered):
     requires_ia32(unfiltered)
     assert unfiltered["i386_keyctl"] == "ok"
     assert unfiltered["i386_unshare"] == "ok" and unfiltered["i386_clone_newuser"] == "ok"
+    assert unfiltered["i386_socketcall"] == "EFAULT"
 
 
 def test_the_x32_abi_is_filtered_too(filtered):
