@@ -43,7 +43,7 @@ UNCONFINED_ENV = "CK_UNCONFINED"        # degraded mode: why this kernel is NOT 
 
 MAX_LINE = 64 * 1024   # a request is a few hundred bytes: anything longer is refused
 MAX_REPLY = 16 << 20   # a reply (ps of many processes) may be long, but not without end
-TIMEOUT = 5.0          # seconds a client may take to send its line (one at a time is served)
+TIMEOUT = 5.0          # seconds a client may take to send its line, and again to take its reply
 CLIENT_TIMEOUT = 30.0  # a sandbox_end may wait for the killed processes to exit
 MAX_FIELD = 256        # characters of any string field of a request
 

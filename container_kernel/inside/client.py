@@ -8,6 +8,7 @@ protocol.ControlError of one line.
 
 import os
 import socket
+import time
 
 from .. import protocol
 
@@ -27,7 +28,7 @@ def request(op, timeout=protocol.CLIENT_TIMEOUT, **fields):
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
             s.settimeout(timeout)
-            s.connect(where)
+            _connect(s, where, timeout)
             s.sendall(line)
             data = protocol.read_line(s, protocol.MAX_REPLY)
     except OSError as e:
@@ -35,4 +36,17 @@ def request(op, timeout=protocol.CLIENT_TIMEOUT, **fields):
     except ValueError as e:
         raise protocol.ControlError(f"the launcher's reply was too long: {e}") from None
     return protocol.decode_reply(op, data)
+
+
+def _connect(sock, where, timeout):
+    # A full listen backlog answers EAGAIN at once, even with a timeout set (unix sockets):
+    # someone in this container is flooding the launcher; wait our turn, up to the timeout.
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return sock.connect(where)
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 

@@ -4,20 +4,29 @@ It runs in the kernel launcher, outside the container, as root or the user, and
 everything it reads comes from untrusted code: protocol.decode_request checks
 every field's type and size, and each op checks values against the container's
 own objects (its cgroup, its processes, the kernelspec's ceiling) before it acts.
-A bad request gets a one-line error and never stops the server. The vocabulary
-both sides share (ops, fields, reply records) is protocol.py.
+A bad request gets a one-line error and never stops the server; a flood of them,
+or clients that never finish, are the socket loop's to bound (control_server.py).
+The vocabulary both sides share (ops, fields, reply records) is protocol.py.
 """
 
 import os
-import select
+import re
 import socket
-import threading
+from stat import S_ISBLK
 
 from .. import protocol as P
 from ..runtime import devices, namespaces, procfs
 from ..runtime import spec as S
 from ..runtime.cgroups import PARENT
 from ..runtime.errors import ContainerError
+from .control_server import SocketLoop
+
+# A device as MAJ:MIN or a plain name in the host's /dev: no other path is ever looked
+# at, so a request cannot ask the host "does /root/x exist?" (nor climb with "..").
+DEVICE = re.compile(r"[0-9]{1,9}:[0-9]{1,9}|/dev/[A-Za-z0-9_-]{1,64}")
+MAX_SANDBOXES = 16   # live child cgroups: each is a directory on the host
+MAX_PS = 4096        # processes listed by ps (pids.max may be lifted to "max")
+CMDLINE = 4096       # bytes of each one's argv: a process may make its own as long as it likes
 
 
 class ControlServer:
@@ -26,7 +35,8 @@ class ControlServer:
     Started only after container.start(): the launcher must be single-threaded
     while it forks the stages (unshare(CLONE_NEWUSER) refuses a threaded caller).
     The thread inherits the launcher's blocked signals, so signals still go to
-    container.wait(). Requests are served one at a time: no two cgroup writes race.
+    container.wait(). Its SocketLoop (control_server.py) multiplexes the connections
+    and bounds each; the requests are handled one at a time: no two cgroup writes race.
     """
 
     def __init__(self, container, ceiling, sock_path):
@@ -37,62 +47,22 @@ class ControlServer:
         self.sandboxes = {}  # name -> Cgroup of a live %%sandbox
         self.counter = 0
         self._security = None  # the SecurityView, made at the first info: it parses the profile
-        self._listener = None
-        self._thread = None
-        self._wake_r = self._wake_w = None
+        self._loop = None  # the SocketLoop (control_server.py) that calls handle_bytes
 
     def start(self):
-        if os.path.exists(self.path):
-            os.unlink(self.path)
-        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        listener.bind(self.path)
-        os.chmod(self.path, 0o600)  # the socket dir is 0700 already; say it twice
-        listener.listen(8)
-        self._listener = listener
-        self._wake_r, self._wake_w = os.pipe()
-        self._thread = threading.Thread(target=self._serve, name="ck-control", daemon=True)
-        self._thread.start()
+        self._loop = SocketLoop(self.path, self.handle_bytes).start()
         return self
 
     def stop(self):
         """Stop serving, remove the sandboxes left and the socket. Safe to call twice."""
-        if self._thread:
-            os.write(self._wake_w, b"x")
-            self._thread.join(10)
-            self._thread = None
-            for fd in (self._wake_r, self._wake_w):
-                os.close(fd)
-        if self._listener:
-            self._listener.close()
-            self._listener = None
-            try:
-                os.unlink(self.path)
-            except FileNotFoundError:
-                pass
+        if self._loop:
+            self._loop.stop()
+            self._loop = None
         for name in list(self.sandboxes):
             try:
                 self.sandboxes.pop(name).destroy()
             except ContainerError as e:  # container.cleanup() tries again, recursively
                 os.write(2, f"container-kernel: {e}\n".encode())
-
-    def _serve(self):
-        while True:
-            ready, _, _ = select.select([self._listener, self._wake_r], [], [])
-            if self._wake_r in ready:
-                return
-            try:
-                conn, _ = self._listener.accept()
-            except OSError:
-                continue
-            with conn:
-                try:
-                    conn.settimeout(P.TIMEOUT)
-                    conn.sendall(self.handle_bytes(P.read_line(conn, P.MAX_LINE)))
-                except (OSError, ValueError) as e:
-                    try:
-                        conn.sendall(P.encode_error(f"bad request: {e}"))
-                    except OSError:
-                        pass
 
     # -- requests --
     def handle_bytes(self, data):
@@ -100,7 +70,11 @@ class ControlServer:
         op = "?"
         try:
             op, fields = P.decode_request(data)
-            return P.encode_reply(getattr(self, "op_" + op)(**fields))
+            reply = P.encode_reply(getattr(self, "op_" + op)(**fields))
+            if len(reply) > P.MAX_REPLY:  # the client would refuse it anyway (client.py)
+                raise ContainerError(f"{op}: the reply ({len(reply)} bytes) is longer than "
+                                     f"the {P.MAX_REPLY} a client takes")
+            return reply
         except (P.ControlError, ContainerError) as e:
             return P.encode_error(e)
         except Exception as e:  # a bug here must not end the kernel's only window outside
@@ -195,8 +169,7 @@ class ControlServer:
     def _io_device(self, device):
         """The whole disk to throttle: the one named, or the one holding the workspace."""
         if device:
-            major, minor = S.block_device(device, "io device")
-            return major, minor, device
+            return (*_block_device(device), device)
         cwd = self.container.spec.process.cwd
         dev = os.stat(cwd).st_dev
         if os.major(dev) == 0:
@@ -209,10 +182,10 @@ class ControlServer:
         import psutil  # only here: the launcher's start path stays light
         cg = self.container.cgroup
         if cg:
-            pids = cg.procs(recursive=True)
+            pids = cg.procs(recursive=True)[:MAX_PS]
         else:  # rootless without a cgroup: init and everything below it
             pids, todo = [], [self.container.init_pid]
-            while todo:
+            while todo and len(pids) < MAX_PS:
                 pid = todo.pop()
                 pids.append(pid)
                 todo += procfs.children(pid)
@@ -225,7 +198,7 @@ class ControlServer:
                         host_pid=pid, pid=procfs.nspid(pid), ppid=procfs.nspid(p.ppid()),
                         user=p.username(), uids=list(p.uids())[:1], rss=p.memory_info().rss,
                         status=p.status(), cpu_s=round(sum(p.cpu_times()[:2]), 2),
-                        cmdline=p.cmdline() or [f"[{p.name()}]"],
+                        cmdline=_cmdline(pid) or [f"[{p.name()}]"],
                         cgroup=cgroup_of(pid, self.container.spec.id)))
             except psutil.Error:
                 continue  # it exited while we looked
@@ -238,6 +211,9 @@ class ControlServer:
         if pid is None or pid < 3:
             raise ContainerError(f"invalid pid {pid!r}: give the PID (inside) of a fork of the "
                                  "kernel (init is 1 and the kernel 2: they stay put)")
+        if len(self.sandboxes) >= MAX_SANDBOXES:
+            raise ContainerError(f"{len(self.sandboxes)} sandboxes are live already "
+                                 f"({', '.join(self.sandboxes)}): end one first")
         stats = cg.stats()
         limits = {}
         for controller, text in (("memory", memory), ("cpu", cpu), ("pids", pids)):
@@ -293,6 +269,42 @@ def _seccomp_line(security):
         return str(seccomp.describe(profile, caps, security.seccomp.deny_namespaces))
     except ContainerError as e:  # the file changed since the start: say what is known
         return f"filter, {security.seccomp.name()} ({e})"
+
+
+def _block_device(device):
+    """MAJ:MIN of the whole disk named by "MAJ:MIN" or "/dev/NAME"; one refusal for all else.
+
+    Whether a path exists, is a directory or a device, the refusal is the same line:
+    the host's filesystem is not the container's to probe.
+    """
+    refusal = ContainerError(f"io device {str(device)[:40]!r} is not a block device: use "
+                             "MAJ:MIN or /dev/NAME of a disk (see lsblk)")
+    if not DEVICE.fullmatch(device):
+        raise refusal
+    try:
+        if device.startswith("/"):
+            st = os.lstat(device)  # the node itself: a link in /dev may point anywhere
+            if not S_ISBLK(st.st_mode):
+                raise refusal
+            device = f"{os.major(st.st_rdev)}:{os.minor(st.st_rdev)}"
+        return S.block_device(device, "io device")
+    except (OSError, ContainerError):
+        raise refusal from None
+
+
+def _cmdline(pid):
+    """A process's argv, at most CMDLINE bytes of it (then "..."); None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            data = f.read(CMDLINE + 1)
+    except OSError:
+        return None
+    args = data[:CMDLINE].split(b"\0")
+    if len(data) > CMDLINE:
+        args.append(b"...")
+    elif args[-1] == b"":
+        args.pop()  # the NUL that ends the last argument
+    return [a.decode(errors="replace") for a in args]
 
 
 def _limit_of(stats, controller):

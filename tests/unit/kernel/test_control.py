@@ -1,63 +1,17 @@
-"""The launcher's control server (kernel/control.py) with a stand-in container, spoken to
-over its socket as the kernel does: only the wire (protocol.py) is assumed. Every request
-gets a one-line reply, and a refused one changes nothing.
+"""The launcher's control server (kernel/control.py, its socket loop control_server.py)
+with a stand-in container, spoken to over its socket as the kernel does: only the wire
+(protocol.py) and the server's published bounds are assumed. Every request gets a
+one-line reply, a refused one changes nothing, and no abuse outlasts itself.
 """
 
-import json
 import os
 import socket
-from types import SimpleNamespace
 
 import pytest
 
 from container_kernel import protocol
-from container_kernel.kernel import control
-from container_kernel.runtime.spec import Resources
-from tests.fakes.cgroupfs_v1 import FakeV1
 
-MiB = 1 << 20
-NCPU = os.cpu_count() or 1
-
-
-def one_line(e):
-    text = str(e)
-    return text and len(text.splitlines()) == 1 and "\n" not in text and "\r" not in text
-
-
-# ---- the control server, with a stand-in container -----------------------------------------
-# Spoken to as the kernel does, over its socket: only the wire (protocol.py) is assumed.
-
-@pytest.fixture
-def server(tmp_path, monkeypatch):
-    fake = FakeV1(tmp_path).install(monkeypatch)
-    cg = fake.open()
-    cg.create(Resources(memory=512 * MiB, memory_swap=512 * MiB, cpus=1, pids=100))
-    spec = SimpleNamespace(id="c1", namespaces=("pid", "mnt"), rootfs="host", network="none",
-                           rootless=False, process=SimpleNamespace(cwd=str(tmp_path)))
-    container = SimpleNamespace(cgroup=cg, spec=spec, init_pid=None, enforced={}, mapping=None)
-    srv = control.ControlServer(container, protocol.Ceiling(memory=512 * MiB, cpu=1.0, pids=100),
-                                str(tmp_path / "control.sock")).start()
-    srv.fake = fake
-    yield srv
-    srv.stop()
-    cg.destroy()
-
-
-def send(srv, data):
-    """Raw bytes to the server's socket -> its reply, decoded as JSON."""
-    with socket.socket(socket.AF_UNIX) as s:
-        s.settimeout(10)
-        s.connect(srv.path)
-        s.sendall(data)
-        s.shutdown(socket.SHUT_WR)
-        return json.loads(protocol.read_line(s, protocol.MAX_REPLY))
-
-
-def ask(srv, **req):
-    reply = send(srv, protocol.encode_request(**req))
-    if "error" in reply:
-        assert one_line(reply["error"]), reply
-    return reply
+from tests.unit.kernel.stand_in import MiB, NCPU, ask, one_line, send, server  # noqa: F401,F811
 
 
 def test_set_within_the_ceiling_reads_back(server):
