@@ -75,12 +75,7 @@ def socket_dir(run_base, name):
     """Make the socket dir (socket_path), owned by this process: stale when it is gone."""
     path = socket_path(run_base, name)
     rundir.make_run_base(run_base)
-    try:
-        os.mkdir(path, 0o700)
-        rundir.write_owner(path)
-    except OSError as e:
-        rundir.remove_tree(path)
-        raise ContainerError(f"cannot create the socket dir {path}: {e.strerror}") from None
+    rundir.make_owned_dir(path)
     return path
 
 

@@ -37,20 +37,35 @@ def make_run_base(run_base):
 def make_run_dir(spec):
     """The container's run dir, with its owner file; nothing is left if it fails half-way."""
     make_run_base(spec.run_base)
+    make_owned_dir(spec.run_dir, subdirs=("root",))
+
+
+def make_owned_dir(path, subdirs=()):
+    """mkdir path with its owner file already in it, so that no one collecting stale dirs
+    (another container's start, gc) ever sees it without one: it is made under a hidden
+    name and renamed into place, complete. OSError becomes one line."""
+    tmp = os.path.join(os.path.dirname(path), f"{HIDDEN}{os.path.basename(path)}")
     try:
-        os.mkdir(spec.run_dir, 0o700)
+        os.mkdir(tmp, 0o700)
     except OSError as e:
-        raise _unwritable(spec.run_dir, e) from None
+        raise _unwritable(path, e) from None
     try:
-        os.mkdir(os.path.join(spec.run_dir, "root"), 0o755)
-        write_owner(spec.run_dir)
+        write_owner(tmp)
+        for d in subdirs:
+            os.mkdir(os.path.join(tmp, d), 0o755)
+        os.rename(tmp, path)  # refuses an existing non-empty path: no two owners for one id
     except OSError as e:
-        remove_tree(spec.run_dir)
-        raise _unwritable(spec.run_dir, e) from None
+        remove_tree(tmp)
+        raise _unwritable(path, e) from None
+
+
+HIDDEN = ".new-"  # a run dir being made; stale only once it is old and ownerless
+YOUNG = 60.0  # seconds a hidden dir may stay without an owner file (its maker is between calls)
 
 
 def _unwritable(path, e):
-    why = {28: "the filesystem is full", 30: "the filesystem is read-only"}.get(e.errno, e.strerror)
+    why = {28: "the filesystem is full", 30: "the filesystem is read-only",
+           17: "it exists already", 39: "it exists already"}.get(e.errno, e.strerror)
     return ContainerError(f"cannot create the run dir {path}: {why} (set XDG_RUNTIME_DIR, or free "
                           "space there)" if os.geteuid() != 0 else
                           f"cannot create the run dir {path}: {why}")
@@ -115,6 +130,8 @@ def stale(run_base):
         path = os.path.join(run_base, name)
         if owner_alive(path):
             alive.add(name)
+        elif name.startswith(HIDDEN) and _young(path):
+            continue  # being made this very moment: its owner file comes next
         else:
             out.append(Stale(name, "run dir", path, _owner_text(path)))
     if os.geteuid() == 0:
@@ -122,8 +139,10 @@ def stale(run_base):
             ids = cgroups.list_ids()
         except ContainerError:  # no cgroupfs here
             ids = []
+        # Asked again per id: a container that made its run dir (then its cgroup) after the
+        # listing above must not lose its cgroup to us.
         out += [Stale(cid, "cgroup", f"container-kernel/{cid}", "no live run dir has its id")
-                for cid in ids if cid not in alive]
+                for cid in ids if cid not in alive and not owner_alive(os.path.join(run_base, cid))]
     return out
 
 
@@ -158,6 +177,14 @@ def collect(run_base, cid):
             return False  # still draining, or no cgroupfs: gc (or the next start) retries
     remove_tree(path)
     return True
+
+
+def _young(path):
+    import time
+    try:
+        return time.time() - os.lstat(path).st_mtime < YOUNG
+    except OSError:
+        return False
 
 
 def _owner_text(path):

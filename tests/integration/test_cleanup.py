@@ -100,3 +100,29 @@ def test_ps_all_shows_what_a_dead_container_left_and_gc_removes_it():
     r = ck("gc")
     assert r.returncode == 0 and f"removed stale run dir {RUN_BASE}/{cid}" in r.stdout
     assert left_of(cid) == [] and cid not in ck("ps", "--all").stdout
+
+
+def test_containers_starting_together_never_collect_each_other():
+    """Each start collects stale run dirs and cgroups: it must never take one of a
+    container that is starting at the same moment (a run dir not yet owned, a cgroup made
+    after the listing). 3 rounds of 12 starts at once, every one must succeed."""
+    for _ in range(3):
+        ps = [subprocess.Popen([CK, "run", "--memory", "64M", "--", "true"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True) for _ in range(12)]
+        results = [(p.wait(60), p.stderr.read()) for p in ps]
+        assert [r for r in results if r[0] != 0] == []
+
+
+def test_a_run_dir_being_made_is_not_stale(tmp_path):
+    from container_kernel.runtime import rundir
+
+    def stale_dirs():  # run dirs only: the host's cgroups are not this test's
+        return [s.path for s in rundir.stale(base) if s.kind == "run dir"]
+    base = str(tmp_path)
+    os.mkdir(os.path.join(base, rundir.HIDDEN + "abc"))  # made, its owner file not yet written
+    assert stale_dirs() == []
+    rundir.make_owned_dir(os.path.join(base, "def"))
+    assert os.path.exists(os.path.join(base, "def", "owner")) and stale_dirs() == []
+    old = os.path.join(base, rundir.HIDDEN + "abc")
+    os.utime(old, (time.time() - 120, time.time() - 120))  # ownerless for two minutes: stale
+    assert stale_dirs() == [old]
