@@ -253,6 +253,19 @@ def parse_cell(stdout):
     return json.loads(lines[-1])
 
 
+def skip_unless_applies(a, facts, target):
+    """Skip, with its reason, an attempt that does not apply to this target on this host."""
+    reason = a.skip and a.skip(facts, target)
+    if reason:
+        pytest.skip(reason)
+
+
+def judge_batch(a, results, facts, where):
+    """An attempt of a batch run (container-kernel run): it printed a result, refused."""
+    assert a.name in results, f"the batch printed nothing for {a.name}"
+    judge_refused(a, results[a.name], where)
+
+
 def judge_refused(a, result, mode):
     """The assertion of a contained target: the attempt must not get through."""
     if "error" in result:

@@ -2,7 +2,7 @@
 `container-kernel install`, started through jupyter_client): each must be refused."""
 import pytest
 
-from .attempts import GATE, all_attempts, judge_refused
+from .attempts import GATE, all_attempts, judge_refused, skip_unless_applies
 from .targets import contained_writes
 
 ATTEMPTS = all_attempts()
@@ -11,9 +11,7 @@ pytestmark = GATE
 
 @pytest.mark.parametrize("a", ATTEMPTS, ids=[a.name for a in ATTEMPTS])
 def test_refused_in_the_container_kernel(a, sec_container_kernel, sec_host):
-    reason = a.skip and a.skip(sec_host["facts"], "kernel")
-    if reason:
-        pytest.skip(reason)
+    skip_unless_applies(a, sec_host["facts"], "kernel")
     result = sec_container_kernel.run(a)
     judge_refused(a, result, "the container kernel")
     assert contained_writes(sec_host["facts"]) == [], "a file appeared in the host's write dir"
