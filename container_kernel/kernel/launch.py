@@ -182,7 +182,7 @@ def cmd_kernel(argv):
             raise
         write_status(p.sockets, "started")
         relay, server = serve(p, container)
-        return finish(p, container)
+        return finish(p, container, parent)
     finally:
         if server:
             server.stop()
@@ -190,6 +190,16 @@ def cmd_kernel(argv):
         if relay:
             relay.stop()
         _remove(p.sockets if p.own_sockets else p.inner_file)
+        if os.getppid() != parent:
+            _after_the_server(p)
+
+
+def _after_the_server(p):
+    """The Jupyter server died (SIGKILL: it cleaned nothing): what it would have removed,
+    its socket dir and the connection file it wrote, is ours to remove, as no one else will."""
+    if not p.own_sockets and not rundir.owner_alive(p.sockets):
+        rundir.remove_tree(p.sockets)
+    rundir.remove_tree(os.path.abspath(p.args.connection_file))
 
 
 def serve(p, container):
@@ -209,8 +219,10 @@ def serve(p, container):
     return relay, server
 
 
-def finish(p, container):
-    code = container.wait()
+def finish(p, container, parent):
+    def translate(signo):  # our PDEATHSIG: the server is gone, end the kernel at once
+        return _signal.SIGKILL if signo == _signal.SIGTERM and os.getppid() != parent else signo
+    code = container.wait(translate)
     stats = container.report_oom(code)
     notice = describe_exit(code, stats.memory if stats else None)
     if notice and not container.stop_requested:
@@ -244,10 +256,7 @@ def write_status(sockets, line):
 
 
 def _remove(path):
-    if os.path.isdir(path):
-        rundir.remove_tree(path)
-    elif os.path.exists(path):
-        os.unlink(path)
+    rundir.remove_tree(path)  # a dir or a file; gone already (our reaper was first) is done
 
 
 def _run_unconfined(p, reason):

@@ -156,15 +156,18 @@ class Container:
         os.close(from_child)
 
     # ---- wait -----------------------------------------------------------------------------
-    def wait(self):
-        """Forward signals to init until it exits; return the container's exit code."""
+    def wait(self, translate=None):
+        """Forward signals to init until it exits; return the container's exit code.
+
+        translate(signo) -> the signal to send instead (the kernel launcher turns the
+        SIGTERM of a dead Jupyter server into SIGKILL: no one waits for a clean exit)."""
         while True:
             info = signal.sigwaitinfo(init.WAITED)
             if info.si_signo != signal.SIGCHLD:
                 if info.si_signo in (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
                     self.stop_requested = True
                 try:
-                    os.kill(self.init_pid, info.si_signo)
+                    os.kill(self.init_pid, translate(info.si_signo) if translate else info.si_signo)
                 except ProcessLookupError:
                     pass
                 continue

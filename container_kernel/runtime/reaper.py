@@ -62,7 +62,7 @@ def _collect(cgroup, paths):
         try:
             cgroup.destroy()  # kills what is left, removes the dirs; retries EBUSY itself
             break
-        except ContainerError:
+        except (ContainerError, OSError):
             if time.monotonic() > deadline:
                 break  # `container-kernel gc` (or the next start) takes it from here
             time.sleep(0.1)

@@ -173,7 +173,7 @@ def collect(run_base, cid):
     if os.geteuid() == 0:
         try:
             cgroups.open_cgroup(cid).destroy()
-        except ContainerError:
+        except (ContainerError, OSError):
             return False  # still draining, or no cgroupfs: gc (or the next start) retries
     remove_tree(path)
     return True

@@ -37,13 +37,13 @@ def test_a_deleted_notebook_dir_is_one_line_and_makes_nothing(tmp_path):
     conn = tcp_connection_file(tmp_path / "conn.json")
     gone = tmp_path / "notebooks"
     gone.mkdir()
-    before = made()
+    cid = f"ck-fault-{os.getpid()}"  # the name of all it would make: <cid> and k-<cid>
     # The shell stands in for the Jupyter server whose notebook dir was removed under it.
     r = subprocess.run(["sh", "-c", f'cd "{gone}" && rmdir "{gone}" && exec "{sys.executable}" '
                         f'-m container_kernel kernel -f "{conn}"'], capture_output=True, text=True,
-                       timeout=30)
+                       timeout=30, env=dict(os.environ, CK_CONTAINER_ID=cid))
     one_line(r, 125, "the notebook's directory has been deleted")
-    assert made() == before
+    assert [x for x in made() if cid in x] == []
 
 
 def test_an_unreadable_connection_file_is_one_line(tmp_path):

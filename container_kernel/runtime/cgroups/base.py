@@ -190,6 +190,10 @@ class Cgroup:
                 return f.read().strip()
         except FileNotFoundError:
             return None
+        except OSError as e:
+            if e.errno == errno.ENODEV:  # a v1 cgroup being removed (by our reaper, say)
+                return None
+            raise
 
     def _set(self, path, value, hints=None):
         try:
