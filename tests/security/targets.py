@@ -1,6 +1,8 @@
 """The targets attempts run in: a kernel (one cell each), and what the CLI targets share."""
 import os
 
+from tests.helpers import SLOW
+
 from . import attempts
 
 ENV_VAR = "CK_SEC_MARKER"  # set in the Jupyter server's (the suite's) environment
@@ -12,7 +14,7 @@ class Target:
     def __init__(self, km, kc, host, mode):
         self.km, self.kc, self.host, self.mode = km, kc, host, mode
 
-    def run(self, a, timeout=120):
+    def run(self, a, timeout=120 * SLOW):
         out = {"stdout": "", "stderr": "", "error": None}
 
         def hook(msg):
