@@ -54,7 +54,13 @@ RSS_SLACK_KIB = 30 * 1024
 # 2-core machine under load took up to 2.03 s: give it 5.
 SERVER_DEATH_WITHIN = 5.0
 
-KNOWN = {}  # none left: the exit record, a dead server's socket dir and connection file are removed now
+KNOWN = {
+    "connection file": ({"server dies"},
+                        "a SIGKILLed server's connection file stays in 2 of 25 cycles (its launcher "
+                        "removes it once it sees its parent gone, kernel/launch.py _after_the_server; "
+                        "in those cycles that did not happen within 5 s: cause not found yet)"),
+}
+INTERMITTENT = {"connection file"}  # seen in some runs only: not seeing it is no proof of a fix
 
 # Errors of product races reported and not fixed yet, by a piece of their text -> why. They
 # happen now and then, not every run: seen, they make the test xfail; any other error fails it.
@@ -301,7 +307,7 @@ def test_200_kernels_ended_8_ways_leave_nothing_and_the_server_stays_flat(soak_s
             assert rss - base[3] < RSS_SLACK_KIB, f"RSS {base[3]} KiB after {base[0]} cycles, {rss} after {done}"
 
     seen = {k for _, _, known, *_ in soak.results for k in known}
-    fixed = set(KNOWN) - seen
+    fixed = set(KNOWN) - seen - INTERMITTENT
     assert not fixed, f"never left any more, delete from KNOWN: {sorted(fixed)}"
     races = {}
     for _, x in errors:
