@@ -18,6 +18,7 @@ It is the container launcher for one ipykernel, in four steps:
 
 import json
 import os
+import select
 import _signal  # the C module under signal: no enum import on the start path
 import sys
 from collections import namedtuple
@@ -155,11 +156,56 @@ def prepare(argv):
 
 # ---- start, serve, finish ----------------------------------------------------------------------
 
+class Server:
+    """The Jupyter server that started us, and how we learn that it is gone.
+
+    PR_SET_PDEATHSIG signals us when the *thread* that forked us exits, not the
+    process: a SIGKILLed server's threads die one by one, and each death re-parents
+    us to a surviving thread and signals us again, while getppid() still names the
+    server. So the signal is one of its own (not SIGTERM, which jupyter_client sends
+    to stop a kernel), blocked and only ever a hint: the server is gone when we have
+    a new parent, or its pidfd says the whole process has exited."""
+
+    SIGNAL = _signal.SIGRTMIN + 2  # glibc keeps the first two real-time signals
+
+    def __init__(self):
+        _signal.pthread_sigmask(_signal.SIG_BLOCK, {self.SIGNAL})  # ours to wait for
+        self.pid = os.getppid()
+        sc.prctl(sc.PR_SET_PDEATHSIG, self.SIGNAL)
+        try:
+            self.pidfd = os.pidfd_open(self.pid)
+        except OSError:  # before Linux 5.3, or the server is already gone: getppid() says
+            self.pidfd = None
+        self.hinted = False  # the signal came: some thread of the server has ended
+
+    def gone(self, within=0.0):
+        """Is the whole server process gone? Waits up to `within` seconds for it."""
+        if os.getppid() != self.pid:
+            return True
+        if self.pidfd is None:
+            return False
+        return bool(select.select([self.pidfd], [], [], within)[0])
+
+    def translate(self, signo):
+        """For Container.wait: our signal becomes SIGKILL for the kernel when the server is
+        gone (no one waits for a clean exit), nothing when one of its threads ended."""
+        if signo != self.SIGNAL:
+            return signo
+        self.hinted = True
+        return _signal.SIGKILL if self.gone() else None
+
+    def was_lost(self):
+        """After the kernel ended: did the server die? A hint still pending gets a second
+        to come true, as a SIGKILLed server's last threads are still exiting."""
+        if not self.hinted:
+            self.hinted = bool(_signal.sigtimedwait({self.SIGNAL}, 0))
+        return self.gone(within=1.0 if self.hinted else 0.0)
+
+
 def cmd_kernel(argv):
-    # Die with the Jupyter server: SIGTERM, so we still clean up (forwarded to the kernel).
-    parent = os.getppid()
-    sc.prctl(sc.PR_SET_PDEATHSIG, _signal.SIGTERM)
-    if os.getppid() != parent:
+    # Die with the Jupyter server, but clean up first (Server says how we know it died).
+    server_watch = Server()
+    if server_watch.gone():
         return RUNTIME
     try:
         p = prepare(argv)
@@ -182,7 +228,7 @@ def cmd_kernel(argv):
             raise
         write_status(p.sockets, "started")
         relay, server = serve(p, container)
-        return finish(p, container, parent)
+        return finish(p, container, server_watch)
     finally:
         if server:
             server.stop()
@@ -190,7 +236,7 @@ def cmd_kernel(argv):
         if relay:
             relay.stop()
         _remove(p.sockets if p.own_sockets else p.inner_file)
-        if os.getppid() != parent:
+        if server_watch.was_lost():
             _after_the_server(p)
 
 
@@ -219,10 +265,8 @@ def serve(p, container):
     return relay, server
 
 
-def finish(p, container, parent):
-    def translate(signo):  # our PDEATHSIG: the server is gone, end the kernel at once
-        return _signal.SIGKILL if signo == _signal.SIGTERM and os.getppid() != parent else signo
-    code = container.wait(translate)
+def finish(p, container, server_watch):
+    code = container.wait(server_watch.translate, listen={Server.SIGNAL})
     stats = container.report_oom(code)
     notice = describe_exit(code, stats.memory if stats else None)
     if notice and not container.stop_requested:
@@ -265,6 +309,9 @@ def _run_unconfined(p, reason):
     child_env = dict(os.environ)
     child_env.update(p.env)
     child_env[P.UNCONFINED_ENV] = reason
+    # A plain kernel dies with the server as a plain kernel would not, but as ours does.
+    sc.prctl(sc.PR_SET_PDEATHSIG, _signal.SIGTERM)
+    _signal.pthread_sigmask(_signal.SIG_SETMASK, [])
     os.execve(sys.executable, [sys.executable, "-m", "ipykernel_launcher", "-f",
                                os.path.abspath(p.args.connection_file), "--ext", "container_kernel",
                                *p.args.ipykernel_args], child_env)

@@ -29,6 +29,9 @@ from .errors import RUNTIME
 from .paths import under
 from .spec import human_bytes
 
+# Signals that ask the container to end: once one is forwarded, its exit is no news.
+STOPPING = {signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGKILL}
+
 
 class Container:
     def __init__(self, spec, memory_above_start=False, also_remove=()):
@@ -156,18 +159,23 @@ class Container:
         os.close(from_child)
 
     # ---- wait -----------------------------------------------------------------------------
-    def wait(self, translate=None):
+    def wait(self, translate=None, listen=frozenset()):
         """Forward signals to init until it exits; return the container's exit code.
 
-        translate(signo) -> the signal to send instead (the kernel launcher turns the
-        SIGTERM of a dead Jupyter server into SIGKILL: no one waits for a clean exit)."""
+        translate(signo) -> the signal to send instead, or None to send nothing. listen:
+        more signals the caller has blocked, for translate to answer (the kernel launcher's
+        PDEATHSIG, which it turns into SIGKILL when the Jupyter server is gone)."""
+        waited = init.WAITED | set(listen)
         while True:
-            info = signal.sigwaitinfo(init.WAITED)
+            info = signal.sigwaitinfo(waited)
             if info.si_signo != signal.SIGCHLD:
-                if info.si_signo in (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
+                sent = translate(info.si_signo) if translate else info.si_signo
+                if sent is None:
+                    continue
+                if sent in STOPPING:
                     self.stop_requested = True
                 try:
-                    os.kill(self.init_pid, translate(info.si_signo) if translate else info.si_signo)
+                    os.kill(self.init_pid, sent)
                 except ProcessLookupError:
                     pass
                 continue

@@ -71,6 +71,13 @@ def start_time(pid):
     return text.rpartition(")")[2].split()[19] if text else None
 
 
+def live_start_time(pid):
+    """start_time, but None for a zombie too: it has exited, only its parent has not
+    waited for it yet (a SIGKILLed Jupyter server, until its parent reaps it)."""
+    fields = (read(f"/proc/{pid}/stat") or "").rpartition(")")[2].split()
+    return fields[19] if len(fields) > 19 and fields[0] not in ("Z", "X") else None
+
+
 def capability_names(mask):
     """A CapEff/CapBnd hex mask (or an int) -> capability names."""
     mask = int(mask or "0", 16) if isinstance(mask, str) or mask is None else mask

@@ -106,7 +106,7 @@ def owner_alive(run_dir):
             pid, start = f.read().split()
     except (OSError, ValueError):
         return False
-    return procfs.start_time(int(pid)) == start
+    return procfs.live_start_time(int(pid)) == start
 
 
 class Stale(namedtuple("Stale", "id kind path why")):

@@ -104,7 +104,7 @@ class KernelObjects:
             out += [f"mount {line.split()[4]}" for line in f if any(n in line for n in names)]
         for path, kind in self.paths.items():
             if os.path.lexists(path):
-                out.append(f"{kind} {path}" + (f" {sorted(os.listdir(path))}" if os.path.isdir(path) else ""))
+                out.append(f"{kind} {path}" + _listing(path))
         return out
 
     async def wait_clean(self, within, known=lambda leftover: False):
@@ -154,3 +154,14 @@ async def cell(kc, code):
     reply = await kc.execute_interactive(code, timeout=30, output_hook=hook)
     assert reply["content"]["status"] == "ok", reply["content"]
     return "".join(out)
+
+
+def _listing(path):
+    """ " [names]" of a dir (what it still holds says who left it), "" for a file; a dir
+    removed while we look (its cleanup running now) is still reported as there."""
+    try:
+        return f" {sorted(os.listdir(path))}"
+    except NotADirectoryError:
+        return ""
+    except FileNotFoundError:
+        return " [removed while listed]"

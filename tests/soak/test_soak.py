@@ -54,13 +54,8 @@ RSS_SLACK_KIB = 30 * 1024
 # 2-core machine under load took up to 2.03 s: give it 5.
 SERVER_DEATH_WITHIN = 5.0
 
-KNOWN = {
-    "connection file": ({"server dies"},
-                        "a SIGKILLed server's connection file stays in 2 of 25 cycles (its launcher "
-                        "removes it once it sees its parent gone, kernel/launch.py _after_the_server; "
-                        "in those cycles that did not happen within 5 s: cause not found yet)"),
-}
-INTERMITTENT = {"connection file"}  # seen in some runs only: not seeing it is no proof of a fix
+KNOWN = {}  # none: a dead server's connection file and socket dir are its launcher's now
+INTERMITTENT = set()  # seen in some runs only: not seeing it is no proof of a fix
 
 # Errors of product races reported and not fixed yet, by a piece of their text -> why. They
 # happen now and then, not every run: seen, they make the test xfail; any other error fails it.
