@@ -164,6 +164,7 @@ COMMANDS = {
     "gc": (None, "cmd_gc"),
     "install": ("container_kernel.kernel.kernelspec", "cmd_install"),
     "kernel": ("container_kernel.kernel.launch", "cmd_kernel"),
+    "rootfs": ("container_kernel.rootfs_cli", "cmd_rootfs"),
 }
 
 

@@ -125,15 +125,21 @@ class SecurityView(namedtuple("SecurityView", "seccomp no_new_privs masked_paths
     __slots__ = ()
 
 
+class RootfsView(namedtuple("RootfsView", "name lower upper persist upper_size")):
+    """An overlay rootfs (runtime/overlay.py): its name, the lower (image) and upper dirs on
+    the host, the --persist layer's name (None: per-container), the upper's bytes on disk."""
+    __slots__ = ()
+
+
 class Info(namedtuple("Info", "id host_hostname launcher_pid init_pid kernel_pid init_children "
                       "host_namespaces container_namespaces namespaces cgroup ceiling uid_map "
-                      "gid_map rootfs network rootless workspace enforced mapping security",
-                      defaults=(None,))):
+                      "gid_map rootfs network rootless workspace enforced mapping security "
+                      "image", defaults=(None, None))):
     """The host's side of %container_info. enforced: {limit: how}; uid_map/gid_map: the
     kernel's maps as the host reads them (text); cgroup: None without one (rootless)."""
     __slots__ = ()
     NESTED = {"init_children": (InitChild,), "cgroup": CgroupView, "ceiling": Ceiling,
-              "security": SecurityView}
+              "security": SecurityView, "image": RootfsView}
 
 
 class StatsReply(namedtuple("StatsReply", "stats ceiling enforced")):

@@ -39,7 +39,8 @@ class CgroupFacts(namedtuple("CgroupFacts", "version paths stats ceiling seen_fr
 
 class Facts(namedtuple("Facts", "kernel contained warning outer_container hostname pid ppid "
                        "namespaces uid_map gid_map users cwd mounts capabilities no_new_privs "
-                       "seccomp links host host_error interfaces namespace_table cgroup")):
+                       "seccomp links host host_error interfaces namespace_table cgroup "
+                       "os_release", defaults=(None,))):
     """Everything %container_info shows. kernel: "container-kernel", "unconfined" or
     "other"; mounts: procfs.Mount records; host: the launcher's protocol.Info, or None
     (then host_error may say why)."""
@@ -168,7 +169,16 @@ def container_info():
         interfaces=[link.name for link in links],
         namespace_table=namespace_table(inside, (host and host.host_namespaces) or {}),
         cgroup=cgroup_facts(host),
+        os_release=os_release(),
     )
+
+
+def os_release(path="/etc/os-release"):
+    """The distribution the kernel runs on, as its own /etc/os-release names it."""
+    for line in (procfs.read(path) or "").splitlines():
+        if line.startswith("PRETTY_NAME="):
+            return line.split("=", 1)[1].strip().strip('"')
+    return None
 
 
 def to_json(facts):

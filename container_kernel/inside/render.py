@@ -162,6 +162,13 @@ def render_info(facts):
     root_line = (f"rootfs: {rootfs}" + (" (a tmpfs with read-only binds of the host's system dirs)"
                                         if rootfs == "host" else "") + f"; {len(mount_rows)} mounts, "
                  f"{sum(1 for m in facts.mounts if m.readonly)} read-only; cwd {facts.cwd}")
+    image = host.image if host else None
+    if image:  # an overlay rootfs (runtime/overlay.py): the image below, the writes above
+        upper = f"{image.upper} ({'--persist ' + image.persist if image.persist else 'per-container'})"
+        root_line += (f"\n  layers: lower {image.lower} (the image, read-only); upper {upper}, "
+                      f"{human_bytes(image.upper_size)}")
+    if facts.os_release:
+        root_line += f"\n  os-release: {facts.os_release}"
     mount_headers = ("mount point", "type", "", "source")
     section("Filesystem", "  " + root_line + "\n" + text_table(mount_headers, mount_rows, "    "),
             f"<p>{esc(root_line)}</p><details><summary>{len(mount_rows)} mounts</summary>"

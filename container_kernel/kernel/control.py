@@ -15,7 +15,7 @@ import socket
 from stat import S_ISBLK
 
 from .. import protocol as P
-from ..runtime import devices, namespaces, procfs
+from ..runtime import devices, namespaces, overlay, procfs
 from ..runtime import spec as S
 from ..runtime.cgroups import PARENT
 from ..runtime.errors import ContainerError
@@ -109,7 +109,8 @@ class ControlServer:
             workspace=spec.process.cwd,
             # how each asked-for limit is enforced here: "cgroup v1", or a rootless fallback
             # ("RLIMIT_AS per process ...", "NOT enforced"): said, never claimed
-            enforced=c.enforced, mapping=c.mapping, security=self.security())
+            enforced=c.enforced, mapping=c.mapping, security=self.security(),
+            image=P.RootfsView(**view) if (view := overlay.view(spec)) else None)
 
     def security(self):
         if self._security is None:

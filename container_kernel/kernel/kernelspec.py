@@ -24,7 +24,8 @@ DEFAULT_DISPLAY = "Python 3 (container)"
 
 # The `run` options a kernelspec may carry (parsed by the same spec.PARSERS).
 OPTIONS = {"--memory": "memory", "--cpus": "cpus", "--pids": "pids", "--network": "network",
-           "--rootfs": "rootfs", "--hostname": "hostname", "--security-opt": "security_opt"}
+           "--rootfs": "rootfs", "--persist": "persist", "--hostname": "hostname",
+           "--security-opt": "security_opt"}
 REPEATED = ("--security-opt",)
 # A kernelspec without a limit would let one cell take the host's memory or fork without
 # bound: these ceilings apply unless given, and "max" lifts one.

@@ -141,6 +141,8 @@ def prepare(argv):
     control_path = os.path.join(sockets, f"control-{cid}.sock")  # beside the kernel's sockets
     spec = S.build(args.options, command, volumes=volumes,
                    env=env + [(P.CONTROL_ENV, control_path)], cwd=cwd, cid=cid)
+    if spec.rootfs.kind == "overlay":
+        spec = in_image(spec)
     # Only now, with every input checked, does anything get made.
     if own_sockets:
         socket_dir(S.default_run_base(os.geteuid() != 0), f"k-{cid}")
@@ -152,6 +154,24 @@ def prepare(argv):
         raise ContainerError(f"cannot write {inner_file}: {e.strerror}") from None
     return Prepared(args, spec, tuple(env), conn, inner, sockets, own_sockets, inner_file, record,
                     control_path)
+
+
+# A rootfs of the store has its own Python; our package, pure Python, is bound in read-only.
+IMAGE_PYTHON = "/usr/bin/python3"
+IMAGE_PYTHONPATH = "/run/container-kernel/python"
+
+
+def in_image(spec):
+    """The kernel's spec on an overlay rootfs: the image's interpreter runs ipykernel, and
+    finds the container_kernel extension under IMAGE_PYTHONPATH (a tmpfs, not the layer)."""
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    process = spec.process._replace(
+        args=(IMAGE_PYTHON,) + spec.process.args[1:],
+        # Debian's debugpy warns on every start that Python's frozen modules hide breakpoints.
+        env=spec.process.env + (("PYTHONPATH", IMAGE_PYTHONPATH),
+                                ("PYDEVD_DISABLE_FILE_VALIDATION", "1")))
+    volume = S.Volume(package, os.path.join(IMAGE_PYTHONPATH, "container_kernel"), True)
+    return spec._replace(process=process, volumes=spec.volumes + (volume,))
 
 
 # ---- start, serve, finish ----------------------------------------------------------------------

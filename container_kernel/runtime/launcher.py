@@ -24,6 +24,7 @@ import _signal as signal
 from . import (capabilities, cgroups, idmap, init, limits, mounts, namespaces, reaper, rootfs,
                rundir, stages)
 from . import syscalls as sc
+from . import overlay
 from .output import Output
 from .errors import RUNTIME
 from .paths import under
@@ -48,6 +49,7 @@ class Container:
         self.output = None        # the pipes of the payload's stdout and stderr
         self.cgroup = None
         self.uid_map = self.gid_map = self.mapping = None  # rootless: the user namespace's maps
+        self._layer = None  # --persist: the layer's lock fd while the container lives (overlay.take)
         self.init_pid = None
         self.steps = None
         self.final_stats = None
@@ -87,12 +89,14 @@ class Container:
             cgroup_mounts = self._cgroup_mounts()
         root = os.path.join(spec.run_dir, "root")
         self.steps = mounts.plan(spec, root, cgroup_mounts)
+        self._layer = overlay.take(spec)  # refused before anything is made: one writer a layer
         rundir.make_run_dir(spec)
         # From here on something could be left behind: the reaper cleans it if we die.
         self._reaper = reaper.start(self.cgroup, (spec.run_dir,) + self.also_remove)
         try:
             if self.cgroup:
                 self.cgroup.create(spec.resources)
+            overlay.prepare(spec)
             signal.pthread_sigmask(signal.SIG_BLOCK, init.WAITED)
             sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
             self._fork_stages(root)
@@ -230,6 +234,8 @@ class Container:
             self.output.finish()
             self.output.close()
         rundir.remove_tree(self.spec.run_dir)
+        overlay.release(self._layer)  # init is gone: the layer's next writer may come
+        self._layer = None
         if self._reaper is not None:
             os.close(self._reaper)  # all is clean: the reaper wakes, finds nothing, exits
             self._reaper = None

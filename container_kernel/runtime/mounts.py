@@ -14,7 +14,7 @@ import stat
 import sys
 from collections import namedtuple
 
-from . import devices, procfs
+from . import devices, overlay, procfs
 from . import syscalls as sc
 from .errors import ContainerError, usage
 from .paths import under
@@ -63,15 +63,16 @@ def plan(spec, root, cgroup_mounts=()):
     if spec.rootfs.kind == "host":  # after the scratch tmpfs: a venv may live under /tmp or /run
         steps += _python(spec)
     for v in spec.volumes:
-        if spec.rootfs.kind != "host" and not os.path.exists(spec.rootfs.path + v.target):
+        if spec.rootfs.kind == "dir" and not os.path.exists(spec.rootfs.path + v.target):
             raise usage(f"--volume: {v.target!r} does not exist in the rootfs {spec.rootfs.path!r}, "
                         "which is read-only: choose a target that exists there")
         steps += _parents(v.target) + [Step("ro-bind" if v.readonly else "bind", v.target, v.source)]
     # Last, over everything else (a volume too), as runc does: the masks and read-only paths.
     steps += [Step("mask", p) for p in spec.security.masked_paths]
     steps += [Step("ro-path", p) for p in spec.security.readonly_paths]
-    steps += [Step("remount-ro", "/"), Step("pivot-root", "/", root)]
-    return steps
+    # An overlay rootfs stays writable: its writes go to the upper layer, never the image.
+    steps += [Step("remount-ro", "/")] if spec.rootfs.kind != "overlay" else []
+    return steps + [Step("pivot-root", "/", root)]
 
 
 def _host_rootfs(spec, root):
@@ -144,13 +145,15 @@ def _hosts(hostname):
 
 
 def _dir_rootfs(spec, root):
-    """A prepared tree (e.g. debootstrap --variant=minbase), bound read-only."""
+    """A prepared tree (e.g. debootstrap --variant=minbase), bound read-only; or one of
+    ours, as the lower layer of an overlay (overlay.py)."""
     tree = spec.rootfs.path
     missing = [d for d in ("/proc", "/dev", "/sys", "/tmp") if not os.path.isdir(tree + d)]
     if missing:
         raise usage(f"--rootfs: {tree!r} lacks the mount points {', '.join(missing)}: "
                     "is it a root filesystem?")
-    steps = [Step("rbind", "/", tree)]
+    steps = [Step("overlay", "/", tree, overlay.options(spec)) if spec.rootfs.kind == "overlay"
+             else Step("rbind", "/", tree)]
     # Like docker, the container's own hostname and hosts are bound over the image's files.
     for name, text in (("hostname", spec.hostname + "\n"), ("hosts", _hosts(spec.hostname))):
         if os.path.isfile(f"{tree}/etc/{name}"):
@@ -185,7 +188,9 @@ def _scratch(spec):
     steps = [Step("dir", "/tmp"), Step("tmpfs", "/tmp", "tmp", "mode=1777")]
     for path, kind in (("/run", "run"), (home, "home")):
         # A prepared rootfs is read-only: only mount where it has the mount point.
-        if spec.rootfs.kind == "host" or os.path.isdir(spec.rootfs.path + path):
+        if kind == "home" and spec.rootfs.kind == "overlay":  # home is the layer's: pip --user persists
+            steps.append(Step("dir", path))
+        elif spec.rootfs.kind == "host" or os.path.isdir(spec.rootfs.path + path):
             mode = "mode=0755" if kind == "run" else \
                 f"mode=0700,uid={spec.process.uid},gid={spec.process.gid}"
             steps += [Step("dir", path), Step("tmpfs", path, kind, mode)]
@@ -220,7 +225,7 @@ def describe(steps):
     """The plan as lines of text: what a learner reads before anything is mounted."""
     lines = []
     for s in steps:
-        src = "" if s.source is None or s.kind == "file" else f" <- {s.source}"
+        src = "" if s.source is None or s.kind in ("file", "file-over") else f" <- {s.source}"
         opt = f" ({s.options})" if s.options and s.kind not in ("file", "file-over") else ""
         lines.append(f"{s.kind:10} {s.target}{src}{opt}")
     return "\n".join(lines)
@@ -385,6 +390,7 @@ def _pivot_root(root, step):
 _APPLY = {
     "private": _private, "tmpfs": _tmpfs, "dir": _dir, "symlink": _symlink, "copy": _copy,
     "bind": _bind, "ro-bind": lambda r, s: _bind(r, s, readonly=True),
+    "overlay": lambda r, s: sc.mount("overlay", r, "overlay", NOSUID_NODEV, s.options),
     "dev": lambda r, s: _bind(r, s, device=True), "rbind": _rbind, "file": _file,
     "file-over": lambda r, s: _file(r, s, over=True),
     "proc": _proc, "sysfs": _sysfs, "devpts": _devpts, "mqueue": _mqueue, "cgroup": _cgroup,

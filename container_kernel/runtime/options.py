@@ -24,8 +24,11 @@ RUN_OPTIONS = (
      "write rate limit on a block device (e.g. 8:0:10M)"),
     (("--network", "--net"), "MODE", "network", False,
      "none (default: only lo, in a new namespace) or host"),
-    (("--rootfs",), "host|DIR", "rootfs", False,
-     "host (default: read-only host system dirs) or a prepared root filesystem"),
+    (("--rootfs",), "host|NAME|DIR", "rootfs", False,
+     "host (default: read-only host system dirs), a NAME of `container-kernel rootfs ls` "
+     "(an overlay: writes vanish with the container), or a prepared root filesystem"),
+    (("--persist",), "LAYER", "persist", False,
+     "with --rootfs NAME: keep the overlay's upper layer LAYER across runs (one writer at a time)"),
     (("--hostname", "-h"), "NAME", "hostname", False,
      "hostname inside (default: the container id)"),
     (("--volume", "-v"), "SRC:DST[:ro]", "volumes", True, "bind a host path"),

@@ -30,13 +30,15 @@ class IOLimit(namedtuple("IOLimit", "device major minor bps")):
     __slots__ = ()
 
 
-class RootFS(namedtuple("RootFS", "kind path", defaults=(None,))):
-    """What becomes /: kind "host" (read-only binds of the host's system dirs) or
-    "dir" (a prepared tree at path, bound read-only)."""
+class RootFS(namedtuple("RootFS", "kind path name layer defaults", defaults=(None,) * 4)):
+    """What becomes /: kind "host" (read-only binds of the host's system dirs), "dir" (a
+    prepared tree at path, bound read-only) or "overlay" (a rootfs of ours, store.py: path
+    is its tree, the overlay's lower layer; name its name; layer the --persist upper
+    layer's name, or None for a per-container one; defaults an image's store.ImageDefaults)."""
     __slots__ = ()
 
     def __str__(self):
-        return self.kind if self.kind == "host" else self.path
+        return {"host": "host", "overlay": self.name}.get(self.kind, self.path)
 
 
 HOST_ROOTFS = RootFS("host")
@@ -189,8 +191,16 @@ def parse_hostname(text, option="--hostname"):
 
 
 def parse_rootfs(text, option="--rootfs"):
+    """host, a NAME of the store, a DIR of ours (both: an overlay), or any other tree."""
     if text == "host":
         return HOST_ROOTFS
+    from . import store
+    if not store.is_path(text) and (os.path.isdir(store.rootfs_dir(text)) or not os.path.isdir(text)):
+        entry = store.find(text, option)
+    else:
+        entry = store.entry(os.path.abspath(text)) if os.path.isdir(text) else None
+    if entry is not None:
+        return RootFS("overlay", entry.tree, entry.name, None, entry.defaults())
     path = os.path.abspath(text)
     if not os.path.isdir(path):
         raise usage(f"{option}: {text!r} is not a directory: use 'host' or a prepared root "

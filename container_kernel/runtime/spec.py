@@ -89,6 +89,7 @@ PARSERS = {"memory": parse_memory, "cpus": parse_cpus, "pids": parse_pids,
            "network": parse_network, "rootfs": parse_rootfs, "hostname": parse_hostname,
            "volumes": parse_volume, "env": parse_env, "cwd": parse_workdir,
            "cap_add": parse_capabilities, "cap_drop": parse_capabilities, "id": parse_id,
+           "persist": lambda text, option: _store().parse_name(text, f"{option} layer name"),
            "security_opt": parse_security_opt}
 REPEATED = ("io_read_bps", "io_write_bps", "volumes", "env", "cap_add", "cap_drop", "security_opt")
 
@@ -140,19 +141,39 @@ def build(options, command, volumes=(), env=(), cwd=None, cid=None, keep_id=Fals
     from . import capabilities
     caps = capabilities.kept([n for names in v.get("cap_add", ()) for n in names],
                              [n for names in v.get("cap_drop", ()) for n in names])
-    process = Process(tuple(command), default_env(hostname, home, list(v.get("env", ())) + list(env)),
-                      cwd or v.get("cwd", "/"), uid, gid, home, (), interactive)
+    rootfs, image_env, image_cwd = _rootfs(v)
+    process = Process(tuple(command), default_env(hostname, home, image_env + list(v.get("env", ())) + list(env),
+                                                  DEFAULT_PATH if rootfs.kind == "overlay" else None),
+                      cwd or v.get("cwd", image_cwd), uid, gid, home, (), interactive)
     security = Security(caps)
     for changes in v.get("security_opt", ()):  # later ones win, as in docker
         security = security._replace(**dict(changes))
     return Spec(
-        id=cid, hostname=hostname, rootfs=v.get("rootfs", HOST_ROOTFS),
+        id=cid, hostname=hostname, rootfs=rootfs,
         namespaces=tuple(namespaces), network=network,
         volumes=tuple(v.get("volumes", ())) + tuple(volumes),
         resources=Resources(memory, v.get("memory_swap", memory), v.get("cpus"), v.get("pids"),
                             tuple(v.get("io_read_bps", ())), tuple(v.get("io_write_bps", ()))),
         process=process, security=security, rootless=rootless,
         run_base=default_run_base(rootless))
+
+
+def _store():
+    from . import store
+    return store
+
+
+def _rootfs(v):
+    """(RootFS, its image's env, its image's WorkingDir): --persist joins an overlay rootfs,
+    whose interpreter is its own (no host venv on PATH)."""
+    rootfs = v.get("rootfs", HOST_ROOTFS)
+    if v.get("persist"):
+        if rootfs.kind != "overlay":
+            raise usage("--persist LAYER needs --rootfs NAME (a rootfs of container-kernel's store, "
+                        "or a DIR `container-kernel rootfs build` made): it keeps that overlay's upper layer")
+        rootfs = rootfs._replace(layer=v["persist"])
+    d = rootfs.defaults
+    return rootfs, list(d.env) if d else [], (d.workdir if d and d.workdir else "/")
 
 
 def default_run_base(rootless):

@@ -1,0 +1,134 @@
+"""`container-kernel rootfs build | import | ls | rm | layers`: text -> a request, and printing.
+
+The work is the runtime's: rootfs_build.py (debootstrap/mmdebstrap), image.py
+(docker/OCI images), store.py (where they live), overlay.py (the upper layers).
+"""
+
+import os
+import sys
+
+from .runtime.errors import ContainerError, usage
+from .runtime.options import PROG, scan
+
+HELP = f"""usage: {PROG} rootfs build [--suite SUITE] [--variant minbase|buildd] [--package P]...
+                      [--tool debootstrap|mmdebstrap] [--mirror URL] NAME|DIR
+       {PROG} rootfs import FILE.tar|DIR NAME
+       {PROG} rootfs ls [--json]
+       {PROG} rootfs layers [--json]
+       {PROG} rootfs rm NAME | rm --layer NAME
+
+Root filesystems for `run --rootfs NAME` and `install --rootfs NAME`: the rootfs is the
+read-only lower layer of an overlayfs; writes go to a per-container upper layer, or with
+--persist LAYER to a named one kept in the store ({'{store}'}/layers).
+build: a Debian tree from the mirror the host's apt sources name (default suite: the
+host's), with python3, ipykernel, psutil and ipywidgets; a rerun with the same config
+reuses it. import: a `docker save` or `docker export` tarball, or an OCI image layout."""
+
+
+def cmd_rootfs(argv):
+    if not argv or argv[0] in ("--help", "-h", "help"):
+        from .runtime import store
+        print(HELP.replace("{store}", store.base()))
+        return 0 if argv else 2
+    sub, rest = argv[0], argv[1:]
+    handlers = {"build": _build, "import": _import, "ls": _ls, "layers": _layers, "rm": _rm}
+    if sub not in handlers:
+        raise usage(f"rootfs: unknown subcommand {sub!r}: use one of {', '.join(handlers)}")
+    if "--help" in rest or "-h" in rest:
+        return cmd_rootfs([])
+    return handlers[sub](rest)
+
+
+def _args(sub, argv, valued=(), flags=(), repeat=(), positional=1):
+    try:
+        pairs, rest = scan(argv, {v: "a value" for v in valued}, flags)
+    except ContainerError as e:
+        raise usage(f"rootfs {sub}: {e}") from None
+    given = {}
+    for name, value in pairs:
+        if name in repeat:
+            given.setdefault(name, []).append(value)
+        elif name in given:
+            raise usage(f"rootfs {sub}: {name} given twice")
+        else:
+            given[name] = value
+    if len(rest) != positional:
+        want = {0: "no argument", 1: "one argument", 2: "two arguments"}[positional]
+        raise usage(f"rootfs {sub}: takes {want} after its options, got {len(rest)} "
+                    f"(see {PROG} rootfs --help)")
+    return given, rest
+
+
+def _build(argv):
+    from .runtime import rootfs_build
+    given, (where,) = _args("build", argv, ("--suite", "--variant", "--package", "--tool", "--mirror"),
+                            repeat=("--package",))
+    build = rootfs_build.plan(where, suite=given.get("--suite"),
+                              variant=given.get("--variant", "minbase"),
+                              packages=given.get("--package", ()), tool=given.get("--tool"),
+                              mirror=given.get("--mirror"))
+    rootfs_build.run(build)
+    return 0
+
+
+def _import(argv):
+    from .runtime import image
+    _, (source, name) = _args("import", argv, positional=2)
+    entry = image.import_image(source, name)
+    print(f"rootfs {entry.name}: imported from {source} ({entry.config.get('format')}, "
+          f"{len(entry.config.get('layers') or [])} layers): {entry.path}")
+    return 0
+
+
+def _ls(argv):
+    from .runtime import store
+    from .runtime.parse import human_bytes
+    given, _ = _args("ls", argv, flags=("--json",), positional=0)
+    items = store.entries()
+    if "--json" in given:
+        import json
+        print(json.dumps([dict(e.config, name=e.name, path=e.path) for e in items], indent=1))
+        return 0
+    print(f"{'NAME':20}{'KIND':8}{'SIZE':>10}  {'OS':34}PATH")
+    for e in items:
+        c = e.config
+        print(f"{e.name:20}{c.get('kind', '?'):8}{human_bytes(c.get('size')) if c.get('size') else '-':>10}  "
+              f"{(c.get('os_release') or '-')[:33]:34}{e.path}")
+    return 0
+
+
+def _layers(argv):
+    from .runtime import overlay
+    from .runtime.parse import human_bytes
+    given, _ = _args("layers", argv, flags=("--json",), positional=0)
+    items = overlay.layers()
+    if "--json" in given:
+        import json
+        print(json.dumps([x._asdict() for x in items], indent=1))
+        return 0
+    print(f"{'LAYER':20}{'ROOTFS':20}{'SIZE':>10}  {'IN USE':14}PATH")
+    for x in items:
+        print(f"{x.name:20}{x.rootfs:20}{human_bytes(x.size):>10}  {x.holder or '-':14}{x.path}")
+    return 0
+
+
+def _rm(argv):
+    from .runtime import overlay, store
+    given, (name,) = _args("rm", argv, flags=("--layer",))
+    if "--layer" in given:
+        overlay.remove_layer(store.parse_name(name, "layer name"))
+        print(f"removed layer {name}")
+        return 0
+    entry = store.find(name, "rootfs rm")
+    if entry is None:
+        raise usage(f"rootfs rm: {name} is not a rootfs of container-kernel: not removing it")
+    users = overlay.users_of(entry)
+    if users:
+        raise ContainerError(f"rootfs rm: {entry.name} is in use by container(s) "
+                             f"{', '.join(users)}: stop them first")
+    store.remove(entry.path)
+    print(f"removed rootfs {entry.name} ({entry.path})", file=sys.stdout)
+    left = [x.name for x in overlay.layers() if x.rootfs_path == os.path.realpath(entry.tree)]
+    if left:
+        print(f"  its layers {', '.join(left)} stay (rm --layer NAME removes one)")
+    return 0
