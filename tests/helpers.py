@@ -86,6 +86,17 @@ def alive(pid):
         return False
 
 
+def traversable(path):
+    """Can any user reach path (o+x on every parent)? The rootless and hub tests run the
+    venv as other users."""
+    path = os.path.abspath(path)
+    while path != "/":
+        if not os.stat(path).st_mode & 0o001:
+            return False
+        path = os.path.dirname(path)
+    return True
+
+
 def host_ns(kind, pid="self"):
     return os.stat(f"/proc/{pid}/ns/{kind}").st_ino
 

@@ -32,5 +32,9 @@ for tool, package, what in (("bwrap", "bubblewrap", "benchmark comparison"),
                             ("unshare", "util-linux", "benchmark comparison")):
     if not shutil.which(tool):
         notes.append(f"{tool} not found ({what}): sudo apt-get install {package}")
+# The JupyterHub test (tests/hub) fetches configurable-http-proxy with npm when it is not on PATH.
+if not shutil.which("configurable-http-proxy") and not shutil.which("npm"):
+    notes.append("neither configurable-http-proxy nor npm found (JupyterHub test): "
+                 "sudo apt-get install npm")
 for note in notes:
     print(f"note: {note}")

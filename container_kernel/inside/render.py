@@ -156,7 +156,9 @@ def render_info(facts):
                ("the launcher's PID", "(outside)", of_host("launcher_pid"))]
     section("Names and PIDs", text_table(("", "inside", "on the host"), id_rows),
             html_table(("", "inside", "on the host"), id_rows))
-    lines("Users", facts.users)
+    # The host user by name: only the launcher, outside, can read the host's passwd.
+    lines("Users", facts.users + ([f"the launcher mapped: {host.mapping}"] if host and host.mapping
+                                  else []))
     mount_rows = [(m.point, m.fstype, "ro" if m.readonly else "rw", m.source) for m in facts.mounts]
     rootfs = of_host("rootfs")
     root_line = (f"rootfs: {rootfs}" + (" (a tmpfs with read-only binds of the host's system dirs)"

@@ -80,11 +80,13 @@ def rootless_maps(uid, gid, keep_id=False):
     except KeyError:
         name = str(uid)
     users, groups = subid_range("/etc/subuid", uid, name), subid_range("/etc/subgid", gid, name)
+    # Named from the host's passwd: the container's own /etc/passwd does not know the user.
+    who = f"uid {uid} ({name})" if name != str(uid) else f"uid {uid}"
     if users and groups and shutil.which("newuidmap") and shutil.which("newgidmap"):
         return ([(0, uid, 1), (1, users[0], users[1])], [(0, gid, 1), (1, groups[0], groups[1])],
-                f"uid 0 inside = uid {uid} on the host; uids 1-{users[1]} = subuids "
+                f"uid 0 inside = {who} on the host; uids 1-{users[1]} = subuids "
                 f"{users[0]}-{users[0] + users[1] - 1}")
-    return single(0, uid), single(0, gid), f"uid 0 inside = uid {uid} on the host (single-ID map)"
+    return single(0, uid), single(0, gid), f"uid 0 inside = {who} on the host (single-ID map)"
 
 
 def current_user():

@@ -11,27 +11,17 @@ import time
 
 import pytest
 
-from tests.helpers import CGROUP, CK, FORK_UNTIL_REFUSED, IS_ROOT, PROBE, children, host_ns
+from tests.helpers import CGROUP, CK, FORK_UNTIL_REFUSED, IS_ROOT, PROBE, children, host_ns, traversable
 
 USER = "ck-rootless"
 pytestmark = pytest.mark.skipif(not IS_ROOT, reason="needs root to create and become the test user")
-
-
-def _traversable(path):
-    """Can any user reach path (o+x on every parent)?"""
-    path = os.path.abspath(path)
-    while path != "/":
-        if not os.stat(path).st_mode & 0o001:
-            return False
-        path = os.path.dirname(path)
-    return True
 
 
 @pytest.fixture(scope="module")
 def user():
     if not shutil.which("useradd") or not shutil.which("setpriv"):
         pytest.skip("needs useradd and setpriv (apt-get install passwd util-linux)")
-    if not _traversable(sys.executable) or not _traversable(CK):
+    if not traversable(sys.executable) or not traversable(CK):
         pytest.skip(f"the venv ({os.path.dirname(sys.executable)}) is not reachable by other users "
                     "(a parent dir lacks o+x): clone the project under a world-readable dir")
     try:
