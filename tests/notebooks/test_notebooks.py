@@ -1,0 +1,99 @@
+"""Each teaching notebook, top to bottom in the container kernel, exercises solved:
+what it claims to show is checked, not only that its cells ran."""
+import nbformat
+import pytest
+
+from tests.notebooks.conftest import NOTEBOOKS, TIMES, notebook_names
+from tests.notebooks.run import execute
+
+LIMIT_S = 120  # each notebook, top to bottom (issue 13)
+ISOLATED = {"pid", "mnt", "uts", "ipc", "net", "cgroup"}
+
+
+def check_00_start_here(c):
+    assert c["mode"] == "contained" and c["contained"] is True
+    assert ISOLATED <= set(c["isolated_namespaces"])
+
+
+def check_01_processes(c):
+    assert c["exec_keeps_pid"] and c["fork_copies_memory"]
+    assert c["clone_as_fork_status"] == 7
+    assert c["clone_newuts"] == "EPERM"  # the kernel cannot make namespaces itself
+    assert c["threads"] > 1
+    assert ISOLATED <= set(c["isolated_namespaces"])
+    assert c["proc_size_zero"]
+    assert c["kernel_pids"]["inside"] == 2 and c["kernel_pids"]["host"] != 2
+
+
+def check_06_cgroups(c):
+    assert c["cgroup_version"] in (1, 2)
+    assert "/container-kernel/" in c["host_cgroup_path"]
+    assert c["memory_limit_file"] == 100 << 20
+    assert "killed by the OOM killer at 100 MiB" in c["oom_notice"]
+    assert c["kernel_survived_oom"]
+    cpu = c["cpu_quota"]
+    # A quota is a ceiling: on a busy host the loop may get less, never much more.
+    assert 0 < cpu["measured"] <= cpu["quota"] * 1.25 + 0.02, cpu
+    assert cpu["throttled"] > 0, cpu
+    assert "forks: pids.max held" in c["fork_bomb"] and "refused 0 forks" not in c["fork_bomb"]
+    assert c["processes_after_bomb"] <= 3  # init, the kernel (and at most a straggler)
+    assert c["monitor"] == "Monitor"
+
+
+def check_08_the_kernel_you_are_in(c):
+    assert c["launcher_argv"] == ["-m", "container_kernel", "kernel"]
+    assert c["transport"] == "ipc"
+    assert c["init_parent_is_launcher"]
+    assert "above this kernel's ceiling" in c["control_refusal"]
+    assert c["interrupt"] == {"interrupted": True, "same_pids": True}
+
+
+def check_09_escape_lab(c):
+    assert "sys_admin" not in c["guards"]["caps"]
+    assert c["guards"]["no_new_privs"] and c["guards"]["seccomp"] == "filter"
+    attempts = c["attempts"]
+    assert len(attempts) >= 10
+    assert not any(r == "succeeded" for r in attempts.values()), attempts
+    assert attempts["new user namespace"] == "EPERM"
+    assert attempts["write a kernel setting"] == "EROFS"
+    assert attempts["kill PID 1"] == "ignored: init lives"
+    assert c["masked"] and all("/dev/null" in v or "empty directory" in v for v in c["masked"].values())
+
+
+# check_06_cgroups checks 06-cgroups.ipynb
+CHECKS = {name[len("check_"):].replace("_", "-"): f for name, f in globals().items()
+          if name.startswith("check_")}
+NO_CLAIMS = {"00-welcome"}  # the short tour: it only has to run
+
+
+def test_every_notebook_has_its_claims_checked():
+    missing = [n for n in notebook_names() if n not in CHECKS and n not in NO_CLAIMS]
+    assert not missing, f"notebooks with no check_ function here: {missing}"
+
+
+@pytest.mark.timeout(LIMIT_S + 60)
+@pytest.mark.parametrize("name", notebook_names())
+def test_notebook(name, notebook_kernel, workdir):
+    nb, claims, seconds = execute(str(workdir / f"{name}.ipynb"), str(workdir))
+    TIMES[name] = seconds
+    exercises = [c for c in nb.cells if "exercise" in c.metadata]
+    solved = [k for k, v in claims.items() if k.startswith("exercise:") and v is True]
+    assert len(solved) == len(exercises), (solved, len(exercises))
+    if name in CHECKS:
+        CHECKS[name](claims)
+    assert seconds < LIMIT_S, f"{name} took {seconds:.0f} s, over {LIMIT_S} s"
+
+
+def test_unanswered_exercises_say_so(notebook_kernel, workdir):
+    """As committed (every answer still `...`) a notebook runs through, and no check passes."""
+    nb, claims, _ = execute(str(workdir / "01-processes.ipynb"), str(workdir), solutions=False)
+    assert not any(k.startswith("exercise:") for k in claims)
+    checks = [c for c in nb.cells if "lesson.check(" in c.source]
+    assert checks and all("Not answered yet" in "".join(o.get("text", "") for o in c.outputs)
+                          for c in checks)
+
+
+def test_notebook_files_have_the_kernelspec_of_00_welcome():
+    want = nbformat.read(f"{NOTEBOOKS}/00-welcome.ipynb", as_version=4).metadata.kernelspec
+    for name in notebook_names():
+        assert nbformat.read(f"{NOTEBOOKS}/{name}.ipynb", as_version=4).metadata.kernelspec == want, name
