@@ -1,0 +1,36 @@
+"""08-the-kernel-you-are-in explains restart (a notebook cannot restart its own kernel
+and see the result); here it is shown from the client's side, as Kernel > Restart does it."""
+import json
+
+import pytest
+from jupyter_client import KernelManager
+
+CODE = "import json\ni = %container_info --json\nprint(json.dumps({k: i['host'][k] for k in ('id', 'launcher_pid', 'init_pid', 'kernel_pid')}))"
+
+
+def host_view(kc):
+    out = []
+    kc.execute_interactive(CODE, timeout=60, output_hook=lambda m: out.append(
+        m["content"]["text"]) if m["msg_type"] == "stream" else None)
+    return json.loads("".join(out))
+
+
+@pytest.mark.timeout(180)
+def test_restart_makes_a_new_container_and_interrupt_does_not(notebook_kernel, workdir):
+    km = KernelManager(kernel_name="container-python")
+    km.start_kernel(cwd=str(workdir))
+    try:
+        kc = km.client()
+        kc.start_channels()
+        kc.wait_for_ready(timeout=60)
+        before = host_view(kc)
+        km.interrupt_kernel()
+        assert host_view(kc) == before
+        km.restart_kernel(now=False)
+        kc.wait_for_ready(timeout=60)
+        after = host_view(kc)
+        kc.stop_channels()
+    finally:
+        km.shutdown_kernel(now=True)
+    assert after["id"] != before["id"]
+    assert not set(after.values()) & {before[k] for k in ("launcher_pid", "init_pid", "kernel_pid")}
