@@ -20,6 +20,9 @@ def parse_run(argv):
         options, flags, _, command = parse_options(argv)
         if "--help" in flags:
             return None, flags
+        if not command:  # an imported image's Cmd, as docker runs it
+            from .runtime import spec as S
+            command = list(S.image_command(options))
         if not command:
             raise usage(f"no command given: {PROG} run [OPTIONS] [--] COMMAND [ARG...]")
         from .runtime import spec

@@ -158,6 +158,15 @@ def build(options, command, volumes=(), env=(), cwd=None, cid=None, keep_id=Fals
         run_base=default_run_base(rootless))
 
 
+def image_command(options):
+    """The Cmd of an imported image given as --rootfs, for a run given no command."""
+    if "rootfs" not in options:
+        return ()
+    option, text = options["rootfs"]
+    d = parse_rootfs(text, option).defaults
+    return d.cmd if d else ()
+
+
 def _store():
     from . import store
     return store
