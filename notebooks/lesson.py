@@ -71,7 +71,7 @@ def contained_only(line, cell):
     if reason is None:
         shell = get_ipython()
         # Run as part of this cell (not a nested run_cell): an exception fails this cell.
-        exec(compile(shell.transform_cell(cell), "<contained_only>", "exec"), shell.user_ns)
+        exec(compile(shell.transform_cell(cell), "<contained_only>", "exec"), shell.user_ns)  # noqa: S102
         return
     what = f" ({line.strip()})" if line.strip() else ""
     print(f"Not shown here{what}: {reason}. "

@@ -75,7 +75,7 @@ def main(argv):
         try:
             _, claims, seconds = execute(path, workdir)
             print(json.dumps({"name": name, "claims": claims, "seconds": seconds, "error": None}))
-        except Exception as e:  # reported to the test, which fails with it
+        except Exception as e:  # noqa: BLE001 - reported to the test, which fails with it
             print(json.dumps({"name": name, "claims": {}, "seconds": None,
                               "error": f"{type(e).__name__}: {e}"[-4000:]}))
         sys.stdout.flush()
