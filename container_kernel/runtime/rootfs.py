@@ -18,15 +18,20 @@ def check_command(spec):
     host side, so a typo creates no cgroup and no namespace.
     """
     cmd = spec.process.args[0]
-    root = "" if spec.rootfs.kind == "host" else spec.rootfs.path
+    roots = [""] if spec.rootfs.kind == "host" else [spec.rootfs.path]
+    if spec.rootfs.layer:  # a --persist layer may hold what an apt-get install put there
+        from .overlay import dirs
+        roots.insert(0, dirs(spec)[0])
+    root = roots[-1]
     env = dict(spec.process.env)
     dirs = [""] if "/" in cmd else env.get("PATH", DEFAULT_PATH).split(":")
     for d in dirs:
         path = os.path.join(d, cmd) if d else (cmd if cmd.startswith("/") else
                                                os.path.join(spec.process.cwd, cmd))
-        found = _resolve_in(root, path, spec)
-        if found and os.path.isfile(found) and os.access(found, os.X_OK):
-            return
+        for top in roots:
+            found = _resolve_in(top, path, spec)
+            if found and os.path.isfile(found) and os.access(found, os.X_OK):
+                return
     where = "the host rootfs" if not root else repr(root)
     raise ContainerError(f"command {cmd!r} not found in {where} (PATH={env.get('PATH', DEFAULT_PATH)})",
                          NOT_FOUND)

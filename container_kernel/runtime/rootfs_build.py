@@ -140,10 +140,11 @@ def existing(build):
 
 
 def check_before(build):
-    """The mirror answers and the disk has room: before anything is made."""
+    """The mirror answers and the disk has room: before anything is made (exit 2, as for
+    any request that cannot start)."""
     why = apt_sources.reachable(build.mirror, build.suite)
     if why:
-        raise ContainerError(f"rootfs build: no mirror reachable for {build.suite}: {why} "
+        raise usage(f"rootfs build: no mirror reachable for {build.suite}: {why} "
                              "(the host's apt sources name it; check the network or --mirror)")
     top = build.target
     while not os.path.exists(top):
@@ -151,7 +152,7 @@ def check_before(build):
     st = os.statvfs(top)
     free = st.f_bavail * st.f_frsize
     if free < MIN_FREE:
-        raise ContainerError(f"rootfs build: only {human_bytes(free)} free on {top}: a build needs "
+        raise usage(f"rootfs build: only {human_bytes(free)} free on {top}: a build needs "
                              f"{human_bytes(MIN_FREE)}; free some space or build elsewhere (DIR)")
 
 

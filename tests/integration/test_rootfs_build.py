@@ -1,6 +1,7 @@
 """`rootfs build`: the cached minbase build (tests/rootfs_cache.py), its reuse, and its errors."""
 import json
 import os
+import subprocess
 
 import pytest
 
@@ -62,9 +63,33 @@ def test_errors_are_one_line_and_create_nothing(tmp_path):
 def test_an_unreachable_mirror_is_one_line_before_anything_is_made(tmp_path):
     r = ck("rootfs", "build", "--mirror", "http://127.0.0.1:9/debian", "x",
            env=dict(os.environ, CK_STORE=str(tmp_path / "store")))
-    assert r.returncode == 125 and "no mirror reachable for" in r.stderr, r.stderr
+    assert r.returncode == 2 and "no mirror reachable for" in r.stderr, r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "store").exists()
+
+
+def test_too_little_disk_space_is_refused_before_it_starts(tmp_path):
+    tiny = tmp_path / "tiny"
+    tiny.mkdir()
+    # A named tmpfs of our own, so a leftover could be found; unmounted whatever happens.
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "ck-test-tiny", str(tiny)], check=True)
+    try:
+        _refused([str(tiny / "x")], "only 64 MiB free on")
+        assert os.listdir(tiny) == []
+    finally:
+        subprocess.run(["umount", str(tiny)], check=True)
+
+
+def test_apt_get_install_inside_survives_with_persist(debian_rootfs, tmp_path):  # noqa: F811
+    """The issue's "an installed package survives a restart": apt-get, from the mirror."""
+    env = dict(os.environ, CK_STORE=str(tmp_path / "store"))
+    run = ("run", "--rootfs", debian_rootfs, "--persist", "apt")
+    r = ck(*run, "--network", "host", "--", "/bin/sh", "-c",
+           "apt-get update -qq && apt-get install -y -qq sl >/dev/null 2>&1; test -x /usr/games/sl",
+           env=env, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert ck(*run, "--", "/usr/games/sl", "--help", env=env).returncode in (0, 1)  # it is there
+    assert not os.path.exists(os.path.join(debian_rootfs, "rootfs/usr/games/sl"))
 
 
 def test_help_names_the_subcommands():
