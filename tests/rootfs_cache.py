@@ -42,5 +42,5 @@ def cached_rootfs():
 
 
 @pytest.fixture(scope="session")
-def test_rootfs():
+def debian_rootfs():
     return cached_rootfs()
