@@ -25,6 +25,14 @@ def check_01_processes(c):
     assert c["kernel_pids"]["inside"] == 2 and c["kernel_pids"]["host"] != 2
 
 
+def check_04_mounts(c):
+    assert c["propagation_tags"] == []  # every mount private: nothing propagates to the host
+    assert c["plan"]["first"] == "private" and c["plan"]["last"] == "pivot-root"
+    assert c["plan"]["masks"] > 0
+    assert c["chroot"]["jailed"] == ["IN-THE-JAIL"]
+    assert c["chroot"]["escaped_to_container_root"]  # out of the chroot, not out of pivot_root
+
+
 def check_06_cgroups(c):
     assert c["cgroup_version"] in (1, 2)
     assert "/container-kernel/" in c["host_cgroup_path"]

@@ -23,6 +23,7 @@ NOTEBOOKS = os.path.join(HERE, "..", "..", "notebooks")
 SOURCES = {  # notebook -> source module, in the order 00-start-here lists them
     "00-start-here": "n00_start_here",
     "01-processes": "n01_processes",
+    "04-mounts": "n04_mounts",
     "06-cgroups": "n06_cgroups",
     "08-the-kernel-you-are-in": "n08_kernel",
     "09-escape-lab": "n09_escape_lab",

@@ -49,7 +49,7 @@ else:
 | 1 | [01-processes](01-processes.ipynb) | fork and exec, `clone()` versus `fork()`, `/proc/self/ns/*`, `/proc` as the kernel's window, the host's view beside the container's | `docker top` |
 | 2 | 02-uts *(coming)* | the hostname inside a sibling container, in this kernel, on the host | `docker run --hostname` |
 | 3 | 03-user-namespaces *(coming)* | rootless: root inside, an ordinary user outside | `dockerd --userns-remap` |
-| 4 | 04-mounts *(coming)* | mount propagation, the mount plan, chroot versus `pivot_root` | `docker run -v` |
+| 4 | [04-mounts](04-mounts.ipynb) | mount propagation, the mount plan, chroot versus `pivot_root` | `docker run -v` |
 | 5 | 05-pid-and-init *(coming)* | PID 1, zombies, signals, and why an init | `docker run --init` |
 | 6 | [06-cgroups](06-cgroups.ipynb) | the cgroup files (v1 and v2), memory and the OOM killer, a CPU quota, a fork bomb, the live monitor | `docker run --memory --cpus --pids-limit` |
 | 7 | 07-network-namespaces *(coming)* | only `lo`, two containers on a private network | `docker run --network none` |
