@@ -1,4 +1,4 @@
-# make lab   -- install into .venv and start JupyterLab with the container kernel
+# make lab   -- install into .venv and start JupyterLab with the container kernel as its default
 # make test  -- install the test extras into .venv and run the whole suite
 SHELL := /bin/bash
 # Debian's own Python: a venv made from it is usable by every user (rootless tests)
@@ -25,7 +25,7 @@ compile: venv
 	@$(PY) -m compileall -q container_kernel tests >/dev/null
 
 lab: venv compile
-	$(VENV)/bin/container-kernel install --sys-prefix
+	$(VENV)/bin/container-kernel install --sys-prefix --default
 	$(VENV)/bin/jupyter lab --ServerApp.root_dir=notebooks --ip=127.0.0.1 \
 	    $$( [ "$$(id -u)" = 0 ] && echo --allow-root )
 

@@ -175,8 +175,16 @@ def main(argv=None):
     as_program = argv is None
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] in ("-h", "--help", "help"):
-        print(f"usage: {PROG} {{{'|'.join(COMMANDS)}}} ...   ({PROG} COMMAND --help for more)")
+        print(f"usage: {PROG} {{{'|'.join(COMMANDS)}}} ...   ({PROG} COMMAND --help for more)\n"
+              f"       {PROG} --version")
         return 0 if argv else USAGE
+    if argv[0] == "--version":
+        if argv[1:]:
+            print(f"{PROG}: --version takes no arguments, got {argv[1]!r}", file=sys.stderr)
+            return USAGE
+        from . import __version__
+        print(f"{PROG} {__version__}")
+        return 0
     if argv[0] not in COMMANDS:
         print(f"{PROG}: unknown command {argv[0]!r}: use one of {', '.join(COMMANDS)}",
               file=sys.stderr)

@@ -34,17 +34,58 @@ DEFAULT_PIDS = 1024
 ALLOW_UNCONFINED = "--allow-unconfined"
 # What jupyter_client substitutes; the launcher's own arguments after the options.
 LAUNCHER_ARGS = ("--resource-dir", "-f")
-HELP = """usage: container-kernel install [--user | --sys-prefix | --prefix DIR] [--name NAME]
-         [--display-name TEXT] [--memory SIZE|max] [--cpus N|max] [--pids N|max]
-         [--network none|host] [--rootfs host|DIR] [--hostname H] [--security-opt OPT]...
-         [--allow-unconfined]
+# install's own options: (name, metavar, what it does, its default). The run options a
+# kernelspec carries take their text from runtime/options.py, the table `run` uses.
+WHERE = (("--user", "", "your own Jupyter dirs (~/.local/share/jupyter, ~/.jupyter)",
+          "the system dirs as root, --user otherwise"),
+         ("--sys-prefix", "", "this Python's prefix (sys.prefix)", "off"),
+         ("--prefix", "DIR", "DIR/share/jupyter (and DIR/etc/jupyter for --default)", "off"))
+OWN = (("--name", "NAME", "the kernelspec's name", DEFAULT_NAME),
+       ("--display-name", "TEXT", "the name Jupyter shows",
+        f'"{DEFAULT_DISPLAY}", plus the limits that differ from the defaults'),
+       ("--default", "", ("make it the default kernel: MappingKernelManager.default_kernel_name "
+                          "in jupyter_server_config.json of the --user / --sys-prefix / --prefix "
+                          "config dir"), "off"),
+       ("--allow-unconfined", "", ("start, loudly NOT contained, on hosts that cannot create "
+                                   "containers (Docker, Binder)"), "off: the kernel refuses to start there"),
+       ("--help", "", "show this help", ""))
 
-Install the container kernel's kernelspec (default name container-python, shown as
-"Python 3 (container)"). The limits are the ceiling %cgroup_set can never exceed; without
-one given the ceiling is half of this host's RAM, all its CPUs and 1024 processes, and
-max lifts it. --security-opt takes what `container-kernel run` takes.
---allow-unconfined lets the kernel start, loudly NOT contained, on hosts that cannot
-create containers (Docker, Binder); without it the kernel refuses to start there."""
+
+def help_text():
+    """install --help: every option and its default (the limits' defaults are this host's)."""
+    import textwrap
+
+    from ..runtime.options import RUN_OPTIONS
+    run = {names[0]: (metavar, text) for names, metavar, _, _, text in RUN_OPTIONS}
+    limits = dict(zip(LIMIT_OPTIONS, ("half this host's RAM", "all this host's CPUs", "")))
+    lines = ["usage: container-kernel install [--user | --sys-prefix | --prefix DIR] [OPTIONS]", "",
+             "Install the container kernel's kernelspec, like `ipykernel install`. Its limits are",
+             "the ceiling %cgroup_set can never exceed; max lifts one.", ""]
+    def row(name, metavar, text, default):
+        default = f" (default: {default})" if default else ""
+        lines.extend(textwrap.wrap(f"{text}{default}", 100, break_on_hyphens=False,
+                                   initial_indent=f"  {(name + ' ' + metavar).strip():24} ",
+                                   subsequent_indent=" " * 27))
+    for option in WHERE:
+        row(*option)
+    for option in OPTIONS:
+        metavar, text = run[option]
+        if option in LIMIT_OPTIONS:
+            value = default_limits()[option]
+            row(option, metavar + "|max", text, value + (f", {limits[option]}" if limits[option] else ""))
+        else:  # the run table's text says its default, if there is one
+            row(option, metavar, text + (" (repeatable)" if option in REPEATED else ""),
+                "" if "default" in text else "none")
+    for option in OWN:
+        row(*option)
+    return "\n".join(lines)
+
+
+class Request(namedtuple("Request", "where name display texts allow_unconfined default")):
+    """install's argv, read: where (None or (flag, DIR or None)), the kernelspec's name and
+    display name, its options [(option, text)] with the default limits filled in, and
+    the two flags."""
+    __slots__ = ()
 
 
 def parse(argv):
@@ -52,30 +93,31 @@ def parse(argv):
               **{opt: "a value" for opt in OPTIONS}}
     try:
         pairs, rest = scan(argv, valued, flags=("--help", "-h", "--user", "--sys-prefix",
-                                                "--allow-unconfined"))
+                                                "--allow-unconfined", "--default"))
     except ContainerError as e:
         raise usage(f"install: {e}") from None
     if rest:
         raise usage(f"install: unexpected argument {rest[0]!r} (see container-kernel install --help)")
-    where, texts = None, []
-    name, display, allow = DEFAULT_NAME, None, False
+    where, texts, seen = None, [], set()
+    name, display = DEFAULT_NAME, None
     for arg, value in pairs:
         if arg in ("--help", "-h"):
             return None
+        if arg not in REPEATED and arg in seen:
+            raise usage(f"install: {arg} given twice")
+        seen.add(arg)
         if arg in ("--user", "--sys-prefix", "--prefix"):
             if where:
                 raise usage(f"install: {arg} and {where[0]} are exclusive")
             where = (arg, os.path.abspath(value) if value else None)
-        elif arg == "--allow-unconfined":
-            allow = True
+        elif arg in ("--allow-unconfined", "--default"):
+            pass  # flags: read from seen
         elif arg == "--name":
             if not value or not all(c.isalnum() or c in "-._" for c in value) or not value.isascii():
                 raise usage(f"install: --name: invalid kernel name {value!r}: use letters, digits, '-', '.', '_'")
             name = value.lower()
         elif arg == "--display-name":
             display = value
-        elif arg not in REPEATED and any(a == arg for a, _ in texts):
-            raise usage(f"install: {arg} given twice")
         else:
             texts.append((arg, value))
     texts = with_default_limits(texts)
@@ -90,21 +132,42 @@ def parse(argv):
         S.parse_options(options)
     except ContainerError as e:
         raise usage(f"install: {e}") from None
-    return where, name, display or DEFAULT_DISPLAY, texts, allow
+    return Request(where, name, display or display_name(texts), texts,
+                   ALLOW_UNCONFINED in seen, "--default" in seen)
 
 
 def with_default_limits(texts):
     """The limits a kernelspec carries: those given, the defaults for the others; "max"
     writes none."""
     given = dict((a, v) for a, v in texts if a in LIMIT_OPTIONS)
-    defaults = {"--memory": f"{host_memory() // 2 >> 20}M", "--cpus": str(os.cpu_count() or 1),
-                "--pids": str(DEFAULT_PIDS)}
+    defaults = default_limits()
     out = [(a, v) for a, v in texts if a not in LIMIT_OPTIONS]
     for arg in LIMIT_OPTIONS:
         value = given.get(arg, defaults[arg])
         if value.strip().lower() != "max":
             out.append((arg, value))
     return out
+
+
+def default_limits():
+    """{option: text} of the ceilings a kernelspec gets when none is given."""
+    return {"--memory": f"{host_memory() // 2 >> 20}M", "--cpus": str(os.cpu_count() or 1),
+            "--pids": str(DEFAULT_PIDS)}
+
+
+def display_name(texts):
+    """DEFAULT_DISPLAY with the limits that differ from the default ceilings, so that a
+    kernel picker tells two container kernels apart: "Python 3 (container, 512 MiB)"."""
+    given, defaults, parts = dict(texts), default_limits(), []
+    shown = {"--memory": (S.parse_memory, S.human_bytes, "unlimited memory"),
+             "--cpus": (S.parse_cpus, lambda n: f"{n:g} CPU{'' if n == 1 else 's'}", "unlimited CPUs"),
+             "--pids": (S.parse_pids, lambda n: f"{n} pids", "unlimited pids")}
+    for arg, (parse_, show, unlimited) in shown.items():
+        if arg not in given:  # "max" wrote none
+            parts.append(unlimited)
+        elif parse_(given[arg]) != parse_(defaults[arg]):
+            parts.append(show(parse_(given[arg])))
+    return DEFAULT_DISPLAY[:-1] + "".join(", " + p for p in parts) + ")"
 
 
 def host_memory():
@@ -174,11 +237,11 @@ def kernel_argv(argv):
 
 
 def install(argv):
-    parsed = parse(argv)
-    if parsed is None:
-        print(HELP)
+    request = parse(argv)
+    if request is None:
+        print(help_text())
         return None
-    where, name, display, texts, allow = parsed
+    where, name, display, texts, allow = request[:5]
     import shutil
     import tempfile
     from jupyter_client.kernelspec import KernelSpecManager
@@ -201,13 +264,22 @@ def install(argv):
         except OSError as e:
             raise usage(f"install: cannot write the kernelspec: {e.strerror} ({e.filename}); "
                         "try --user or --sys-prefix")
-    return dest, texts
+    return dest, request
 
 
 def cmd_install(argv):
     installed = install(argv)
     if installed:
-        dest, texts = installed
-        print(f"Installed kernelspec {os.path.basename(dest)} in {dest}")
-        print(f"  {ceiling_line(texts)}")
+        dest, request = installed
+        print(f"Installed kernelspec {os.path.basename(dest)} in {dest}, shown as {request.display!r}")
+        print(f"  {ceiling_line(request.texts)}")
+        if request.default:
+            from . import jupyter_config
+            path = jupyter_config.set_default(request.where, request.name)
+            print(f"Default kernel {request.name}: wrote {jupyter_config.SECTION}.{jupyter_config.KEY} "
+                  f"in {path}")
+            shadow = jupyter_config.shadowed_by(path, request.name)
+            if shadow:
+                print(f"  note: {shadow[0]} comes first in Jupyter's config path and names "
+                      f"{shadow[1]!r}: that one wins")
     return 0

@@ -72,6 +72,8 @@ def scan(argv, valued, flags=()):
             break
         name, eq, value = arg.partition("=")
         if name in flags:
+            if eq:  # `--user=no` must not read as --user
+                raise usage(f"{name} takes no value, got {arg!r}")
             pairs.append((name, None))
             i += 1
             continue

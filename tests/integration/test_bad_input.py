@@ -1,5 +1,7 @@
 """Bad input: one line naming the value and what is allowed, exit 2 (docker's), nothing created."""
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -58,6 +60,37 @@ def test_unknown_command_and_help():
     assert r.returncode == 0 and "--memory" in r.stdout and "--io-write-bps" in r.stdout
 
 
+def test_version_is_the_same_from_the_script_and_python_m():
+    import tomllib
+    with open(os.path.join(os.path.dirname(__file__), "..", "..", "pyproject.toml"), "rb") as f:
+        version = tomllib.load(f)["project"]["version"]
+    script = ck("--version")
+    module = subprocess.run([sys.executable, "-m", "container_kernel", "--version"],
+                            capture_output=True, text=True, check=False)
+    assert script.returncode == module.returncode == 0 and script.stderr == module.stderr == ""
+    assert script.stdout == module.stdout == f"container-kernel {version}\n"
+    r = ck("--version", "now")
+    assert r.returncode == 2 and r.stderr == "container-kernel: --version takes no arguments, got 'now'\n"
+
+
+def test_install_help_gives_every_option_with_its_default():
+    from container_kernel.kernel import kernelspec
+    r = ck("install", "--help")
+    assert r.returncode == 0 and r.stderr == ""
+    rows, name = {}, None
+    for line in r.stdout.splitlines():  # an option's row, and the lines it wraps onto
+        if line.startswith("  --"):
+            name = line.split()[0]
+            rows[name] = line
+        elif name and line.startswith(" " * 27):
+            rows[name] += " " + line.strip()
+    options = [o[0] for o in kernelspec.WHERE + kernelspec.OWN] + list(kernelspec.OPTIONS)
+    assert sorted(rows) == sorted(options)
+    for option in options:
+        assert option == "--help" or "default" in rows[option], rows[option]
+    assert f"(default: {kernelspec.DEFAULT_PIDS})" in rows["--pids"]
+
+
 def test_print_plan_creates_nothing():
     before = snapshot()
     r = ck("run", "--print-plan", "--memory", "64M", "--", "true")
@@ -75,6 +108,9 @@ INSTALL_CASES = [
     (["--name"], ["--name needs a value"]),
     (["--network", "bridge"], ["--network", "'bridge'"]),
     (["extra"], ["unexpected argument 'extra'"]),
+    (["--default", "--default"], ["install: --default given twice"]),
+    (["--default=yes"], ["--default takes no value", "'--default=yes'"]),
+    (["--display-name", "a", "--display-name", "b"], ["install: --display-name given twice"]),
 ]
 
 
