@@ -5,8 +5,10 @@ the CPU count, which inside a container are the host's: 24 GiB of RAM for a
 kernel limited to 512 MiB. This handler keeps the reply's shape, so the panel
 needs no change, but fills it from the container's cgroup as the launcher reads
 it: memory used and available against the limit, CPUs as the quota, CPU percent
-against the quota. Rootless without a cgroup, the memory limit is the RLIMIT_AS
-fallback, and the reply says so.
+against the quota; the active and inactive pages the panel also shows come from
+the memory.stat of the container's own cgroup, as its cgroup namespace shows it.
+Rootless without a cgroup, the memory limit is the RLIMIT_AS fallback, and the
+reply says so.
 """
 
 import math
@@ -17,6 +19,8 @@ import time
 
 from .. import protocol
 from . import client
+
+MEMORY_STAT = ("/sys/fs/cgroup/memory.stat", "/sys/fs/cgroup/memory/memory.stat")  # v2, v1
 
 
 class Usage:
@@ -55,6 +59,9 @@ class Usage:
         free = max(total - (used or 0), 0)
         content["host_virtual_memory"] = {"total": total, "available": free, "used": used,
                                           "free": free, "percent": round(100 * (used or 0) / total, 1)}
+        lru = lru_pages() if cg else None  # without a cgroup of its own, the stat is not its own
+        if lru:  # the panel shows these two (as 0 when missing); psutil's Linux reply has them
+            content["host_virtual_memory"].update(active=lru[0], inactive=lru[1])
         cpus = cg.cpu.cpus if cg else None
         content["cpu_count"] = math.ceil(cpus) if cpus else os.cpu_count()
         percent = self._cpu_percent(cg, cpus)
@@ -75,6 +82,24 @@ class Usage:
             return None
         share = cpus or os.cpu_count() or 1
         return round(100 * (used - last[1]) / (now - last[0]) / share, 1)
+
+
+def lru_pages():
+    """(active, inactive) bytes of the container's memory, from the memory.stat at the root
+    of its cgroup namespace (its own cgroup), or None where there is none."""
+    for path in MEMORY_STAT:
+        try:
+            with open(path) as f:
+                stat = dict(line.split()[:2] for line in f if " " in line)
+        except OSError:
+            continue
+        # v1 counts this cgroup alone in active_anon and the subtree (%sandbox's children
+        # too) in total_active_anon; v2's counters are the subtree already.
+        pre = "total_" if "total_active_anon" in stat else ""
+        pages = {lru: sum(int(stat.get(f"{pre}{lru}_{kind}", 0)) for kind in ("anon", "file"))
+                 for lru in ("active", "inactive")}
+        return pages["active"], pages["inactive"]
+    return None
 
 
 def register(ip):

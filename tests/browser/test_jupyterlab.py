@@ -1,10 +1,13 @@
 """JupyterLab in a real browser: Playwright drives Debian's chromium (no downloaded browser).
 
 Opens JupyterLab, picks the container kernel in the launcher, runs %container_info and
-%container_monitor, checks what is rendered and that the monitor's values move, and
-saves screenshots (docs/screenshots/, used by the README).
+%container_monitor, checks what is rendered and that the monitor's values move; checks
+that a new notebook gets the container kernel (install --default) and that
+jupyter-resource-usage's Kernel Usage panel shows the container's limit; and saves
+screenshots (docs/screenshots/, used by the README).
 """
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -39,12 +42,14 @@ def lab(tmp_path_factory):
     pytest.importorskip("playwright", reason="needs the playwright package (the test extras)")
     root = tmp_path_factory.mktemp("lab")
     prefix = tmp_path_factory.mktemp("lab-prefix")
-    r = subprocess.run([CK, "install", "--prefix", str(prefix), "--name", "ck-browser",
+    # --default: the server finds the default kernel in prefix/etc/jupyter, as `make lab` does
+    r = subprocess.run([CK, "install", "--prefix", str(prefix), "--name", "ck-browser", "--default",
                         "--display-name", DISPLAY, "--memory", "512M", "--cpus", "1", "--pids", "128"],
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     port = _free_port()
-    env = dict(os.environ, JUPYTER_PATH=str(prefix / "share/jupyter"))
+    env = dict(os.environ, JUPYTER_PATH=str(prefix / "share/jupyter"),
+               JUPYTER_CONFIG_PATH=str(prefix / "etc/jupyter"))
     log = open(root / "server.log", "w")
     server = subprocess.Popen(
         [os.path.join(os.path.dirname(sys.executable), "jupyter-lab"), "--no-browser", "--allow-root",
@@ -147,3 +152,73 @@ def test_container_kernel_in_jupyterlab(page):
     page.locator('.jp-Toolbar [data-command="notebook:interrupt-kernel"]').first.click()
     cell.locator("text=KeyboardInterrupt").first.wait_for(timeout=10000)
     assert time.monotonic() - t0 < 1.0 + 0.5  # 1 s, plus the browser's own round trips
+
+
+def new_notebook_from_the_file_menu(page):
+    """File > New > Notebook. JupyterLab asks for a kernel with the server's default
+    preselected: returns that choice's name, after accepting it and the kernel is idle."""
+    page.locator(".lm-MenuBar-itemLabel", has_text="File").click()
+    page.locator('.lm-Menu-item[data-type="submenu"]', has_text="New").first.hover()
+    page.locator('.lm-Menu-item[data-command="notebook:create-new"]').first.click()
+    select = page.locator(".jp-Dialog select").first
+    select.wait_for(timeout=30000)
+    offered = select.evaluate("s => s.options[s.selectedIndex].text")
+    page.screenshot(path=os.path.join(SHOTS, "default_kernel.png"))
+    page.locator(".jp-Dialog .jp-mod-accept").click()
+    page.wait_for_selector(f'.jp-StatusBar-Widget >> text="{offered} | Idle"', timeout=60000)
+    return offered
+
+
+def dismiss_news(page):
+    """The "notified about official Jupyter news?" toast, which would cover the panel's shot."""
+    no = page.locator(".Toastify button", has_text="No")
+    if no.count():
+        no.first.click()
+
+
+def widen_right_sidebar(page, width=380):
+    """Here the right sidebar opens at zero width (its split handle stays at the window's
+    edge): the panel is in the page but not visible. Drag the handle, as a user would."""
+    page.wait_for_selector("#jp-right-stack:not(.lm-mod-hidden)", state="attached", timeout=10000)
+    stack = page.locator("#jp-right-stack")
+    if stack.bounding_box()["width"] >= width:
+        return
+    handle = page.locator("#jp-main-split-panel > .lm-SplitPanel-handle").nth(1).bounding_box()
+    x, y = handle["x"] + handle["width"] / 2, handle["y"] + handle["height"] / 2
+    page.mouse.move(x, y)
+    page.mouse.down()
+    page.mouse.move(x - width, y, steps=10)
+    page.mouse.up()
+
+
+def test_a_new_notebook_gets_the_container_kernel_by_default(page):
+    os.makedirs(SHOTS, exist_ok=True)
+    # a new launcher puts the server's default kernel first among the notebooks
+    page.locator('.jp-FileBrowser [data-command="launcher:create"]').first.click()
+    first = page.locator('.jp-Launcher:visible .jp-LauncherCard[data-category="Notebook"]').first
+    assert first.get_attribute("title") == DISPLAY
+    assert new_notebook_from_the_file_menu(page) == DISPLAY
+
+
+def test_kernel_usage_panel_shows_the_containers_limit(page):
+    """jupyter-resource-usage's Kernel Usage sidebar, fed by our usage_reply: the kernelspec's
+    512 MiB and 1 CPU, not the host's RAM and CPUs."""
+    os.makedirs(SHOTS, exist_ok=True)
+    new_notebook_from_the_file_menu(page)
+    dismiss_news(page)
+    # Busy for a while, so the panel's CPU line (from the second poll on) has something to show.
+    cells = page.locator(".jp-Notebook .jp-Cell")
+    cells.nth(cells.count() - 1).locator(".cm-content").click()
+    page.keyboard.insert_text("import time\nt = time.time()\nwhile time.time() - t < 20: pass")
+    page.keyboard.press("Shift+Enter")
+    page.locator('.jp-SideBar.jp-mod-right .lm-TabBar-tab[data-id="kernelusage-panel-id"]').click()
+    panel = page.locator(".jp-KernelUsage-content")
+    widen_right_sidebar(page)
+    panel.locator("text=Total:").wait_for(timeout=30000)
+    panel.locator("text=/used on \\d+ CPU/").wait_for(timeout=30000)
+    text = panel.inner_text()
+    page.screenshot(path=os.path.join(SHOTS, "kernel_usage.png"))
+    total = re.search(r"Total:\s*([\d.]+) (\w+)", text)
+    assert total and total.groups() == ("512.00", "MB"), text  # the panel's MB are MiB
+    assert re.search(r"used on 1 CPU\b", text), text  # the quota, not this host's CPUs
+    assert "GB" not in text, text  # nothing of the host's RAM

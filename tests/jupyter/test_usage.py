@@ -37,3 +37,22 @@ def test_usage_reply_is_the_containers(ceil_kernel):
     with open(path) as f:
         assert int(f.read()) == vm["total"]
     assert {"kernel_cpu", "kernel_memory", "hostname"} <= set(first)
+
+
+def host_lru(cid):
+    """active + inactive bytes of the kernel's cgroup, read by the host."""
+    v2 = f"/sys/fs/cgroup/container-kernel/{cid}/memory.stat"
+    path = v2 if os.path.exists(v2) else f"/sys/fs/cgroup/memory/container-kernel/{cid}/memory.stat"
+    with open(path) as f:
+        stat = dict(line.split() for line in f)
+    pre = "" if path == v2 else "total_"
+    return sum(int(stat[pre + k]) for k in ("active_anon", "active_file", "inactive_anon", "inactive_file"))
+
+
+def test_active_and_inactive_are_the_containers(ceil_kernel):  # noqa: F811
+    """The panel shows Active and Inactive (0 B when absent): the cgroup's LRU lists, not the host's."""
+    km, kc = ceil_kernel
+    vm = usage(kc)["host_virtual_memory"]
+    ours, host = vm["active"] + vm["inactive"], host_lru(km.provisioner.container_id)
+    assert 0 < ours <= vm["total"]
+    assert abs(ours - host) < 16 * MiB, (ours, host)  # read a moment apart
