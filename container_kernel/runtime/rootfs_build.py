@@ -17,6 +17,7 @@ its python in a container; only then is it renamed into place. A config key
 import hashlib
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -163,7 +164,17 @@ def command(build, tree):
         argv = ["mmdebstrap", *mode, f"--variant={build.variant}", include,
                 build.suite, tree, build.mirror]
     else:
-        argv = ["debootstrap", f"--variant={build.variant}", include, build.suite, tree, build.mirror]
+        # debootstrap's own resolver cannot order ipykernel's dependencies (python3-zmq fails to
+        # configure), so it makes the base and apt, in the chroot, adds the packages.
+        # Its mounts (/proc for apt) die with the mount namespace the build runs in.
+        q = shlex.quote(tree)
+        argv = ["sh", "-ec", f"debootstrap --variant={build.variant} {build.suite} {q} "
+                f"{shlex.quote(build.mirror)}\n"
+                f"echo 'I: installing {', '.join(build.packages)} with apt-get in the chroot...'\n"
+                f"mount -t proc proc {q}/proc\ncp /etc/resolv.conf {q}/etc/resolv.conf\n"
+                f"chroot {q} apt-get update -qq\n"
+                f"chroot {q} apt-get install -y -qq --no-install-recommends {' '.join(build.packages)}\n"
+                f"chroot {q} apt-get clean\numount {q}/proc"]
     if os.geteuid() == 0:  # the tools' mounts in the chroot die with this namespace
         argv = ["unshare", "--mount", "--propagation", "private", "--"] + argv
     return argv
