@@ -51,8 +51,10 @@ def why_not_contained():
 def claim(name, value, say=None):
     """Show a fact in one line, and record it as JSON for tests/notebooks to check."""
     json.dumps(value)  # a claim is plain data, or it is a bug here, not in the test
-    display({CLAIM_MIME: {"name": name, "value": value},
-             "text/plain": f"[shown] {name}: {say if say is not None else value!r}"}, raw=True)
+    text = say if say is not None else repr(value)
+    text = text if len(text) <= 90 else text[:89] + "…"
+    display({CLAIM_MIME: {"name": name, "value": value}, "text/plain": f"[shown] {name}: {text}"},
+            raw=True)
 
 
 def check(answer, expected, name, hint):
@@ -65,6 +67,9 @@ def check(answer, expected, name, hint):
     claim(f"exercise:{name}", True, "passed")
 
 
+_said = [False]  # the reason is said in full once per kernel, then referred to
+
+
 def contained_only(line, cell):
     """%%contained_only: run the cell in a container kernel; elsewhere say why not."""
     reason = why_not_contained()
@@ -74,6 +79,10 @@ def contained_only(line, cell):
         exec(compile(shell.transform_cell(cell), "<contained_only>", "exec"), shell.user_ns)  # noqa: S102
         return
     what = f" ({line.strip()})" if line.strip() else ""
+    if _said[0]:
+        print(f"Not shown here{what}: this kernel is not contained (see above).")
+        return
+    _said[0] = True
     print(f"Not shown here{what}: {reason}. "
           "What this cell shows needs the container kernel on a Linux host that can make namespaces.")
 

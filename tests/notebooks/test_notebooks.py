@@ -22,6 +22,7 @@ def check_01_processes(c):
     assert c["threads"] > 1
     assert ISOLATED <= set(c["isolated_namespaces"])
     assert c["proc_size_zero"]
+    assert c["shm_segments_here"] >= 1
     assert c["kernel_pids"]["inside"] == 2 and c["kernel_pids"]["host"] != 2
 
 
@@ -46,11 +47,13 @@ def check_06_cgroups(c):
     assert "forks: pids.max held" in c["fork_bomb"] and "refused 0 forks" not in c["fork_bomb"]
     assert c["processes_after_bomb"] <= 3  # init, the kernel (and at most a straggler)
     assert c["monitor"] == "Monitor"
+    assert "10485760" in c["io_limit_file"]
 
 
 def check_08_the_kernel_you_are_in(c):
     assert c["launcher_argv"] == ["-m", "container_kernel", "kernel"]
     assert c["transport"] == "ipc"
+    assert c["interfaces"] == ["lo"]
     assert c["init_parent_is_launcher"]
     assert "above this kernel's ceiling" in c["control_refusal"]
     assert c["interrupt"] == {"interrupted": True, "same_pids": True}

@@ -132,6 +132,22 @@ else:
     lesson.claim("outer_view", lesson.outer_view())
 """),
     md("""
+**IPC** is the namespace of System V shared memory, semaphores and message queues,
+and of POSIX message queues: objects named by a number or a name, not by a path, so
+the mount namespace cannot hide them. Make a shared memory segment: it is listed in
+this namespace's `/proc/sysvipc/shm` (created by PID `cpid`, a PID of ours), and in no
+other IPC namespace's; the host's list does not have it (`ipcs -m` there).
+"""),
+    code("""
+IPC_PRIVATE, IPC_CREAT, IPC_RMID = 0, 0o1000, 0
+libc_ipc = ctypes.CDLL(None, use_errno=True)
+shmid = libc_ipc.shmget(IPC_PRIVATE, 4096, IPC_CREAT | 0o600)
+print(open("/proc/sysvipc/shm").read())
+listed = [line.split() for line in open("/proc/sysvipc/shm").read().splitlines()[1:]]
+libc_ipc.shmctl(shmid, IPC_RMID, None)
+lesson.claim("shm_segments_here", len(listed))
+"""),
+    md("""
 `user` is shared here: this kernel runs as the host's root, in the host's user
 namespace (its capabilities are cut down instead: see 09-escape-lab).
 03-user-namespaces makes a container whose root is nobody on the host.

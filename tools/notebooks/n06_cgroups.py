@@ -20,6 +20,11 @@ print("this process's cgroups (/proc/self/cgroup):")
 print(open("/proc/self/cgroup").read())
 lesson.claim("cgroup_version", version)
 """),
+    code("""
+one = "/sys/fs/cgroup/memory" if version == 1 else "/sys/fs/cgroup"
+print(f"ls {one}:")
+print("  ".join(sorted(os.listdir(one))))
+"""),
     md("""
 With cgroup **v1** (this host, unless you run in the v2 VM) each controller is its own
 tree: `/sys/fs/cgroup/memory/...`, `/sys/fs/cgroup/pids/...`. With **v2** there is one
@@ -176,6 +181,21 @@ print(f"the first bomb process was refused {refused} forks: pids.max held")
 procs = %container_ps --json
 print(f"after the sandbox: {len(procs)} processes in the container; the kernel is fine")
 lesson.claim("processes_after_bomb", len(procs))
+"""),
+    md("""
+## I/O: a write rate
+
+The I/O controller limits bytes (or operations) per second, per disk: `blkio.throttle.write_bps_device`
+in v1, `io.max` in v2 (`docker run --device-write-bps /dev/sda:10mb`). `%cgroup_set io`
+takes the disk that holds the notebook's directory unless given one.
+"""),
+    code("""
+%%contained_only
+%cgroup_set io write 10M/s
+io_file = cgfile("blkio/blkio.throttle.write_bps_device", "io.max")
+print(io_file, "=", read(io_file))
+lesson.claim("io_limit_file", read(io_file))
+%cgroup_set io write max
 """),
     md("""
 ## The live monitor

@@ -63,6 +63,17 @@ print({k: v for k, v in conn.items() if k != "key"})
 lesson.claim("transport", conn["transport"])
 """),
     md("""
+The network namespace, from its `/proc` files (seed point 9: `cat /proc/self/net/tcp`):
+one interface, `lo`, and the TCP sockets of this namespace only. A socket listening
+here listens on this namespace's `lo`, which nothing outside can reach.
+"""),
+    code("""
+devices = [line.split(":")[0].strip() for line in open("/proc/self/net/dev").read().splitlines()[2:]]
+print("interfaces:", devices)
+print(open("/proc/self/net/tcp").read())
+lesson.claim("interfaces", devices)
+"""),
+    md("""
 ## 3. The launcher, init, and this kernel
 
 On the host there are three processes: the **launcher** (outside every namespace: it
