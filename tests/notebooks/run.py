@@ -54,14 +54,15 @@ def claims_of(nb):
     return claims
 
 
-def execute(path, workdir, kernel_name=KERNEL, solutions=True):
+def execute(path, workdir, kernel_name=KERNEL, solutions=True, slow=1):
     """Run the notebook top to bottom in workdir (the kernel's cwd); (nb, claims, seconds).
-    A cell that raises fails the run (nbclient's CellExecutionError)."""
+    A cell that raises fails the run (nbclient's CellExecutionError). slow scales the
+    time limits (tests.helpers.SLOW)."""
     nb = nbformat.read(path, as_version=4)
     if solutions:
         with_solutions(nb)
-    client = NotebookClient(nb, kernel_name=kernel_name, timeout=CELL_TIMEOUT,
-                            startup_timeout=60, resources={"metadata": {"path": workdir}})
+    client = NotebookClient(nb, kernel_name=kernel_name, timeout=CELL_TIMEOUT * slow,
+                            startup_timeout=60 * slow, resources={"metadata": {"path": workdir}})
     start = time.monotonic()
     client.execute()
     return nb, claims_of(nb), time.monotonic() - start
