@@ -27,7 +27,8 @@ def parse_run(argv):
             raise usage(f"no command given: {PROG} run [OPTIONS] [--] COMMAND [ARG...]")
         from .runtime import spec
         return spec.build(options, command, keep_id="--user" in flags,
-                          interactive=bool(flags & {"--interactive", "-i"})), flags
+                          interactive=bool(flags & {"--interactive", "-i"}),
+                          no_init="--no-init" in flags), flags
     except ContainerError as e:
         if e.exit_code != USAGE:
             raise

@@ -23,6 +23,9 @@ any handler sees them: what the container sends is hostile input.
     ps           -                                 PsReply
     sandbox      pid, memory, cpu, pids            SandboxReply   (a child cgroup, the fork moved in)
     sandbox_end  name                              SandboxEnd     (its final counters, then removed)
+    run          argv[, seconds]                   SiblingReply   (a demo container started)
+    run_poll     name[, out, err]                  SiblingReply   (its output past those offsets)
+    run_kill     name                              SiblingReply
 
 The ceiling is the kernelspec's limits: the server refuses anything above it,
 whoever asks. Limits are named by the controller everywhere (spec.LIMITS).
@@ -46,6 +49,8 @@ MAX_REPLY = 16 << 20   # a reply (ps of many processes) may be long, but not wit
 TIMEOUT = 5.0          # seconds a client may take to send its line, and again to take its reply
 CLIENT_TIMEOUT = 30.0  # a sandbox_end may wait for the killed processes to exit
 MAX_FIELD = 256        # characters of any string field of a request
+MAX_ARGS = 128         # words of a list field (a sibling's `run` argv)
+MAX_ARG = 8192         # characters of each of them (a `python -c` script, say)
 
 CONTROLLERS = S.LIMITS  # memory, cpu, pids, io
 SETTABLE = ("memory", "cpu", "pids")  # by value; io by direction and device
@@ -57,6 +62,9 @@ REQUESTS = {
     "set": {"controller": str, "value": str, "direction": str, "device": str},
     "sandbox": {"pid": int, "memory": str, "cpu": str, "pids": str},
     "sandbox_end": {"name": str},
+    "run": {"argv": list, "seconds": int},  # seconds: its time limit
+    "run_poll": {"name": str, "out": int, "err": int},
+    "run_kill": {"name": str},
 }
 
 
@@ -175,8 +183,27 @@ class SandboxEnd(namedtuple("SandboxEnd", "name stats killed_left removed")):
     NESTED = {"stats": Stats}
 
 
+class SiblingProc(namedtuple("SiblingProc", "host_pid pid host_uid name")):
+    """One process of a sibling as the host sees it: its PID outside and inside, the uid
+    that owns it outside (not 0 under --userns auto), its name."""
+    __slots__ = ()
+
+
+class SiblingReply(namedtuple("SiblingReply", "name state exit_code stdout stderr out err "
+                              "truncated timed_out init_pid processes namespaces "
+                              "kernel_namespaces cgroup uid_map hostname")):
+    """A demo container: state "running" or "exited" (exit_code), its output past the
+    offsets asked (out and err: the offsets to ask next), and what the host sees of it:
+    init's host PID, its processes now, its namespaces' inodes (read before its command
+    ran) beside the kernel's, its cgroup dirs, its uid_map. (No field is named "error":
+    that key is a refusal's.)"""
+    __slots__ = ()
+    NESTED = {"processes": (SiblingProc,)}
+
+
 REPLIES = {"info": Info, "stats": StatsReply, "set": SetReply, "ps": PsReply,
-           "sandbox": SandboxReply, "sandbox_end": SandboxEnd}
+           "sandbox": SandboxReply, "sandbox_end": SandboxEnd, "run": SiblingReply,
+           "run_poll": SiblingReply, "run_kill": SiblingReply}
 
 
 def to_wire(value):
@@ -249,6 +276,10 @@ def decode_request(data):
             raise ControlError(f"{op}: {name} must be a whole number, not {str(value)[:40]!r}")
         if kind is str and not (isinstance(value, str) and len(value) <= MAX_FIELD):
             raise ControlError(f"{op}: {name} must be a string of at most {MAX_FIELD} characters")
+        if kind is list and not (isinstance(value, list) and len(value) <= MAX_ARGS and all(
+                isinstance(v, str) and len(v) <= MAX_ARG and "\0" not in v for v in value)):
+            raise ControlError(f"{op}: {name} must be a list of at most {MAX_ARGS} strings of at "
+                               f"most {MAX_ARG} characters each")
     return op, req
 
 

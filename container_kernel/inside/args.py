@@ -96,3 +96,28 @@ def parse_interval(line):
         raise UsageError(f"%container_monitor: invalid interval {text!r}: use a number of seconds "
                          "from 0.2 to 60, or nothing (1 s)") from None
     return interval
+
+
+def split(line, magic):
+    """Shell words (shlex), or one line of UsageError for an unclosed quote."""
+    import shlex
+    try:
+        return shlex.split(line)
+    except ValueError as e:
+        raise UsageError(f"{magic}: {e}") from None
+
+
+def pop_option(words, option, kind, magic, default=None):
+    """Remove `option VALUE` (before any "--") from words; its value as kind."""
+    end = words.index("--") if "--" in words else len(words)
+    if option not in words[:end]:
+        return default
+    i = words.index(option)
+    if i + 1 >= end:
+        raise UsageError(f"{magic}: {option} needs a value")
+    text = words[i + 1]
+    del words[i:i + 2]
+    try:
+        return kind(text)
+    except ValueError:
+        raise UsageError(f"{magic}: {option} {text!r}: give a whole number") from None

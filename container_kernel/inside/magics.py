@@ -6,6 +6,7 @@
     %container_ps [--json]        the container's processes, with their host PIDs
     %%sandbox memory=50M ...      run one cell in a disposable fork with tighter limits
     %container_monitor            a live dashboard (widgets.py)
+    %container_run [OPTIONS] -- CMD   a sibling container, as `container-kernel run` (siblings.py)
 
 Each magic parses its arguments (args.py), asks for the facts (facts.py, or the
 launcher through client.py) and hands them to a renderer (render.py). What only
@@ -19,7 +20,7 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 
 from .. import protocol
-from . import args, client, facts, render, sandbox
+from . import args, client, facts, render, sandbox, siblings
 
 
 @magics_class
@@ -125,6 +126,40 @@ class ContainerMagics(Magics):
         if "--json" in flags:
             return protocol.to_wire(procs)
         render.publish(*render.render_ps(procs))
+
+    @line_magic
+    def container_run(self, line):
+        """Run a command in a sibling container that the launcher starts outside, and show
+        its output as it comes, then its exit code and what the host saw of it.
+
+        The options are `container-kernel run`'s: --hostname, --network none|private:NAME,
+        --memory, --cpus, --pids, --env, --workdir, --userns auto, --no-init; and
+        --timeout SECONDS (default 30). The sibling's cgroup is inside this kernel's.
+
+        Examples:
+            %container_run --hostname box -- hostname
+            %container_run --no-init -- sh -c 'sleep 100 & exec sleep 1'
+            r = %container_run --json --userns auto -- id -u
+        """
+        words = args.split(line, "%container_run")
+        as_json = "--json" in words[:words.index("--")] if "--" in words else "--json" in words
+        if as_json:
+            words.remove("--json")
+        timeout = args.pop_option(words, "--timeout", int, "%container_run", default=30)
+        if not client.path():
+            raise UsageError("%container_run: not a container kernel: there is no launcher on "
+                             "the host to start a sibling")
+        try:
+            sib = siblings.Sibling(client.request("run", argv=words, seconds=timeout))
+            if not as_json:
+                sys.stdout.write(sib.stdout)
+                sys.stderr.write(sib.stderr)
+            result = sib.wait(echo=not as_json)
+        except protocol.ControlError as e:
+            raise UsageError(f"%container_run: {e}") from None
+        if as_json:
+            return protocol.to_wire(result)
+        print(render.sibling_line(result))
 
     @cell_magic
     def sandbox(self, line, cell):

@@ -235,3 +235,19 @@ def render_ps(procs):
              human_bytes(p.rss), p.cpu_s, p.status, " ".join(p.cmdline)[:100])
             for p in procs]
     return text_table(PS_HEADERS, rows), html_table(PS_HEADERS, rows)
+
+
+def sibling_line(r):
+    """A siblings.Result in one line: how it ended, and where the host saw it."""
+    how = ("killed at its time limit" if r.timed_out else
+           f"exit code {r.exit_code}" if r.exit_code is not None else "still running")
+    procs = ", ".join(f"{p.name} {p.pid} inside = {p.host_pid} on the host (uid {p.host_uid})"
+                      for p in (r.processes or ()))
+    ns = r.namespaces or {}
+    own = [k for k in ns if ns[k] is not None and ns[k] != (r.kernel_namespaces or {}).get(k)]
+    cgroup = next(iter((r.cgroup or {}).values()), None)
+    return (f"[sibling {r.name}: {how}; hostname {r.hostname}; init host PID {r.init_pid}"
+            + (f"; {procs}" if procs else "")
+            + f"; namespaces of its own: {' '.join(own) or 'none'}"
+            + (f"; cgroup {cgroup}" if cgroup else "") + ("; output truncated" if r.truncated else "")
+            + "]")

@@ -46,6 +46,8 @@ class ControlServer:
         self.path = sock_path
         self.sandboxes = {}  # name -> Cgroup of a live %%sandbox
         self.counter = 0
+        from .siblings import Siblings
+        self.siblings = Siblings(container)  # demo containers (%container_run)
         self._security = None  # the SecurityView, made at the first info: it parses the profile
         self._loop = None  # the SocketLoop (control_server.py) that calls handle_bytes
 
@@ -58,6 +60,7 @@ class ControlServer:
         if self._loop:
             self._loop.stop()
             self._loop = None
+        self.siblings.stop()
         for name in list(self.sandboxes):
             try:
                 self.sandboxes.pop(name).destroy()
@@ -258,6 +261,17 @@ class ControlServer:
         child.destroy()  # kills what the cell left running in it
         return P.SandboxEnd(name, stats, len(left),
                             not any(os.path.exists(d) for d in child.paths().values()))
+
+
+    # -- siblings (siblings.py) --
+    def op_run(self, argv=(), seconds=None):
+        return self.siblings.run(argv, seconds)
+
+    def op_run_poll(self, name=None, out=0, err=0):
+        return self.siblings.poll(name, out, err)
+
+    def op_run_kill(self, name=None):
+        return self.siblings.kill(name)
 
 
 def _seccomp_line(security):

@@ -89,5 +89,23 @@ def rootless_maps(uid, gid, keep_id=False):
     return single(0, uid), single(0, gid), f"uid 0 inside = {who} on the host (single-ID map)"
 
 
+# Root's range for --userns auto when /etc/subuid gives root none: far above any account's
+# uid and the ranges useradd hands out (100000 up, 65536 each), so it owns no host file.
+REMAP_DEFAULT = (1_000_000_000, 65536)
+
+
+def root_remap():
+    """(uid lines, gid lines, how) for --userns auto as root: IDs 0-65535 inside map to
+    root's /etc/subuid and /etc/subgid ranges, or to REMAP_DEFAULT (docker's userns-remap
+    and podman's --userns=auto do the same with their own users' ranges)."""
+    users = subid_range("/etc/subuid", 0, "root")
+    groups = subid_range("/etc/subgid", 0, "root")
+    where = "root's /etc/subuid range" if users else "container-kernel's default range"
+    users, groups = users or REMAP_DEFAULT, groups or users or REMAP_DEFAULT
+    return ([(0, users[0], users[1])], [(0, groups[0], groups[1])],
+            f"uids 0-{users[1] - 1} inside = uids {users[0]}-{users[0] + users[1] - 1} on the "
+            f"host ({where}): root inside is no one outside")
+
+
 def current_user():
     return os.geteuid(), os.getegid()

@@ -59,6 +59,8 @@ def main(spec, steps, root, from_launcher, to_launcher, payload):
         mounts.apply(steps, root)
         _stdin(spec)
         os.setsid()  # own session: a job-control SIGINT to the launcher's group is not doubled here
+        if not spec.init:
+            _become(spec, payload.seccomp, to_launcher)  # never returns
         pid = _spawn(spec, payload.seccomp)
     except ContainerError as e:
         stages.send_error(to_launcher, e.exit_code, str(e))
@@ -163,10 +165,7 @@ def _spawn(spec, seccomp):
     if pid == 0:
         try:
             os.close(err_r)
-            signal.pthread_sigmask(signal.SIG_SETMASK, [])
-            # Python ignores SIGPIPE and SIGXFSZ; ignored signals survive exec (like subprocess, restore).
-            for sig in (signal.SIGPIPE, signal.SIGXFSZ):
-                signal.signal(sig, signal.SIG_DFL)
+            _reset_signals()
             os.setsid()  # its own session and process group, as jupyter_client starts a kernel
             os.chdir(process.cwd)
             _check_cwd(process.cwd)
@@ -191,6 +190,37 @@ def _spawn(spec, seccomp):
         code, _, text = message.decode().partition(" ")
         raise ContainerError(text, int(code))
     return pid
+
+
+def _become(spec, seccomp, to_launcher):
+    """--no-init: exec the command as PID 1 itself, as docker run does without --init.
+
+    Then nothing reaps orphans (they stay zombies) and the kernel delivers to PID 1
+    only the signals it has a handler for: a command that never set one for SIGTERM
+    ignores `docker stop` until the SIGKILL. An exec error is told on the container's
+    stderr (126/127, as a shell says it): ready is sent before, as nothing is left after."""
+    _reset_signals()
+    process = spec.process
+    os.chdir(process.cwd)
+    _check_cwd(process.cwd)
+    stages.send(to_launcher, stages.READY)  # before close_fds closes its pipe
+    try:
+        setup_process(spec, Setup(set(), seccomp))
+        sc.execvpe(process.args, process.env)
+    except OSError as e:
+        code = NOT_FOUND if e.errno == errno.ENOENT else NOT_EXECUTABLE
+        os.write(2, f"container-kernel: cannot run {process.args[0]!r}: {os.strerror(e.errno)}\n".encode())
+        os._exit(code)
+    except BaseException as e:
+        os.write(2, f"container-kernel: cannot start the command: {e}\n".encode())
+        os._exit(RUNTIME)
+
+
+def _reset_signals():
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+    # Python ignores SIGPIPE and SIGXFSZ; ignored signals survive exec (like subprocess, restore).
+    for sig in (signal.SIGPIPE, signal.SIGXFSZ):
+        signal.signal(sig, signal.SIG_DFL)
 
 
 def _check_cwd(cwd):

@@ -21,8 +21,8 @@ import os
 # enum would cost ~2.5 ms of a container's start.
 import _signal as signal
 
-from . import (capabilities, cgroups, idmap, init, limits, mounts, namespaces, reaper, rootfs,
-               rundir, stages)
+from . import (capabilities, cgroups, idmap, init, limits, mounts, namespaces, network, reaper,
+               rootfs, rundir, stages)
 from . import syscalls as sc
 from . import overlay
 from .output import Output
@@ -48,7 +48,10 @@ class Container:
         self.seccomp_program = None  # compiled here, on the host: init only installs it
         self.output = None        # the pipes of the payload's stdout and stderr
         self.cgroup = None
-        self.uid_map = self.gid_map = self.mapping = None  # rootless: the user namespace's maps
+        self.uid_map = self.gid_map = self.mapping = None  # a user namespace's maps
+        self.namespace_inodes = None  # of init, before its command ran
+        self._netns = None  # network.join's fd, until the intermediate has it
+        self._net_lock = None  # network.lock's fd while a private: network's start decides
         self._layer = None  # --persist: the layer's lock fd while the container lives (overlay.take)
         self.init_pid = None
         self.steps = None
@@ -83,10 +86,21 @@ class Container:
             uid, gid = idmap.current_user()
             self.uid_map, self.gid_map, self.mapping = idmap.rootless_maps(
                 uid, gid, keep_id=spec.process.uid != 0)
+        elif "user" in spec.namespaces:  # --userns auto
+            self.uid_map, self.gid_map, self.mapping = idmap.root_remap()
         cgroup_mounts = ()
-        if plan.cgroup_version:
+        parent = None
+        if spec.cgroup_parent:
+            parent = cgroups.open_parent(spec.cgroup_parent, plan.cgroup_version, plan.cgroup_base)
+            self.cgroup = parent.child(spec.id)
+            cgroup_mounts = self._cgroup_mounts()
+        elif plan.cgroup_version:
             self.cgroup = cgroups.open_cgroup(spec.id, plan.cgroup_version, base=plan.cgroup_base)
             cgroup_mounts = self._cgroup_mounts()
+        self._net_lock = network.lock(spec)  # private:NAME: one start at a time decides
+        self._netns = network.join(spec)  # an fd of the namespace to join, or None
+        if self._netns is not None and "net" in spec.namespaces:
+            spec = self.spec = spec._replace(namespaces=tuple(k for k in spec.namespaces if k != "net"))
         root = os.path.join(spec.run_dir, "root")
         self.steps = mounts.plan(spec, root, cgroup_mounts)
         self._layer = overlay.take(spec)  # refused before anything is made: one writer a layer
@@ -94,14 +108,22 @@ class Container:
         # From here on something could be left behind: the reaper cleans it if we die.
         self._reaper = reaper.start(self.cgroup, (spec.run_dir,) + self.also_remove)
         try:
-            if self.cgroup:
+            if parent:
+                parent.create_child(spec.id, spec.resources)
+            elif self.cgroup:
                 self.cgroup.create(spec.resources)
             overlay.prepare(spec)
             signal.pthread_sigmask(signal.SIG_BLOCK, init.WAITED)
             sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
             self._fork_stages(root)
+            # init is our child now: orphans of our later children (a sibling's reaper, when
+            # its launcher is gone) go to the host's init, not to us, who would never reap them.
+            sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 0)
             self.output.start()  # a thread: only now, the stages are forked
             rundir.write_state(spec.run_dir, self.state())
+            if spec.state_file:
+                rundir.write_state_file(spec.state_file, self.state())
+            self._unlock_network()
         except BaseException:
             self.cleanup()
             raise
@@ -110,6 +132,8 @@ class Container:
         """The cgroupfs mounts the container sees (read-only, through its cgroup namespace)."""
         if self.spec.rootless:
             return [("", "cgroup2", None)]
+        if "user" in self.spec.namespaces:  # a v1 hierarchy cannot be mounted in a user namespace
+            return [("", "cgroup2", None)] if self.cgroup.version == 2 else []
         # Only the hierarchies the container has its own cgroup in: in the others its
         # cgroup namespace would be rooted at the host's cgroup.
         paths = self.cgroup.paths().values()
@@ -129,6 +153,11 @@ class Container:
             "cgroup_version": self.cgroup.version if self.cgroup else None,
             "enforced": self.enforced,
             "mapping": self.mapping,
+            "init": spec.init,
+            # Read while init waited for its go, before the command ran: a command that ends
+            # at once has namespaces no one can look at any more.
+            "namespace_inodes": self.namespace_inodes,
+            "uid_map": self.uid_map, "gid_map": self.gid_map,
         }
 
     def _fork_stages(self, root):
@@ -140,19 +169,26 @@ class Container:
         if pid == 0:  # ---- the intermediate stage ----
             os.close(to_child)
             os.close(from_child)
+            if self._net_lock is not None:  # a flock lasts while any copy of its fd is open
+                os.close(self._net_lock)
             _intermediate(spec, self.steps, root, to_child_r, from_child_w,
-                          init.Payload(self.output.container_ends(), self.seccomp_program))
+                          init.Payload(self.output.container_ends(), self.seccomp_program),
+                          self._netns)
         os.close(to_child_r)
         os.close(from_child_w)
         self._to_child, self._from_child = to_child, from_child
         try:
+            if self._netns is not None:
+                os.close(self._netns)  # the intermediate has its copy
+                self._netns = None
             stages.expect(from_child, stages.UNSHARED)
-            if spec.rootless:
+            if self.uid_map:
                 idmap.write_maps(pid, self.uid_map, self.gid_map)
             if self.cgroup:
                 self.cgroup.add(pid)
             stages.send(to_child, stages.GO)
             self.init_pid = int(stages.expect(from_child, stages.INIT))
+            self.namespace_inodes = namespaces.inodes(self.init_pid)
         except BaseException:
             os.close(to_child)  # EOF tells a waiting stage to give up
             os.waitpid(pid, 0)
@@ -219,8 +255,17 @@ class Container:
         return stats
 
     # ---- cleanup --------------------------------------------------------------------------
+    def _unlock_network(self):
+        if self._net_lock is not None:
+            os.close(self._net_lock)  # our state is written: the next member finds us
+            self._net_lock = None
+
     def cleanup(self):
         """Remove all the container left on the host. Safe to call twice."""
+        self._unlock_network()
+        if self._netns is not None:
+            os.close(self._netns)
+            self._netns = None
         if self.init_pid:
             try:
                 os.kill(self.init_pid, signal.SIGKILL)
@@ -250,15 +295,23 @@ def run(spec):
 
 # ---- the intermediate stage -----------------------------------------------------------------
 
-def _intermediate(spec, steps, root, from_launcher, to_launcher, payload):
+def _intermediate(spec, steps, root, from_launcher, to_launcher, payload, netns):
     """In the fork between launcher and init. Never returns."""
     try:
         sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)
+        if netns is not None:  # first: once in a new user namespace, we may not join the host's
+            sc.setns(netns, sc.CLONE_NEWNET)
+            os.close(netns)
         if "user" in spec.namespaces:
             sc.unshare(sc.CLONE_NEWUSER)
         stages.send(to_launcher, stages.UNSHARED)
         if not stages.wait_go(from_launcher):
             os._exit(RUNTIME)
+        if "user" in spec.namespaces and not spec.rootless:
+            # Root's own uid 0 is not in the map (--userns auto): become the namespace's root,
+            # as runc's child does, or no file it creates could be owned by anyone (EOVERFLOW).
+            os.setresgid(0, 0, 0)
+            os.setresuid(0, 0, 0)
         # The cgroup was joined just before: the new cgroup namespace is rooted there.
         sc.unshare(namespaces.flags(k for k in spec.namespaces if k != "user"))
         try:

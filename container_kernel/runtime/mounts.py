@@ -121,8 +121,9 @@ def _etc(spec):
                      f"{home if u == uid else ('/root' if u == 0 else '/nonexistent')}:"
                      f"{'/bin/bash' if u in (0, uid) else '/usr/sbin/nologin'}\n"
                      for u, name in sorted({**users, uid: users.get(uid, 'user')}.items()))
+    groups = {0: "root", 5: "tty", 65534: "nogroup"}
     group = "".join(f"{name}:x:{g}:\n" for g, name in sorted(
-        {0: "root", 5: "tty", 65534: "nogroup", spec.process.gid: "user"}.items()))
+        {**groups, spec.process.gid: groups.get(spec.process.gid, "user")}.items()))
     steps += [Step("file", "/etc/passwd", passwd), Step("file", "/etc/group", group),
               Step("file", "/etc/hostname", spec.hostname + "\n"),
               Step("file", "/etc/hosts", _hosts(spec.hostname))]

@@ -23,7 +23,15 @@ RUN_OPTIONS = (
     (("--io-write-bps",), "DEV:RATE", "io_write_bps", True,
      "write rate limit on a block device (e.g. 8:0:10M)"),
     (("--network", "--net"), "MODE", "network", False,
-     "none (default: only lo, in a new namespace) or host"),
+     "none (default: only lo, in a new namespace), host, container:ID (join its namespace) "
+     "or private:NAME (a namespace shared by the containers given the same NAME)"),
+    (("--userns",), "MODE", "userns", False,
+     "host (default for root) or auto: a user namespace, root inside = an unprivileged "
+     "uid outside (always on when rootless)"),
+    (("--cgroup-parent",), "ID", "cgroup_parent", False,
+     "nest the cgroup in container ID's: its limits hold for both"),
+    (("--state-file",), "PATH", "state_file", False,
+     "write the started container's state (JSON, as ps --json) to PATH"),
     (("--rootfs",), "host|NAME|DIR", "rootfs", False,
      "host (default: read-only host system dirs), a NAME of `container-kernel rootfs ls` "
      "(an overlay: writes vanish with the container), or a prepared root filesystem"),
@@ -45,6 +53,7 @@ RUN_OPTIONS = (
 RUN_FLAGS = (("--print-plan", "print the mount steps and namespaces, create nothing"),
              ("--interactive, -i", "keep stdin: the host's stdin passes in (default /dev/null)"),
              ("--user", "rootless only: keep your own uid/gid inside (default: root inside)"),
+             ("--no-init", "the command is PID 1 (default: a reaping init is PID 1, as --init)"),
              ("--help", "show this help"))
 
 
@@ -89,7 +98,8 @@ def scan(argv, valued, flags=()):
     return pairs, argv[i:]
 
 
-def parse_options(argv, flags=("--help", "--print-plan", "--user", "--interactive", "-i"), extras=()):
+def parse_options(argv, flags=("--help", "--print-plan", "--user", "--interactive", "-i", "--no-init"),
+                  extras=()):
     """Scan RUN_OPTIONS (plus extra flags and extra valued options) up to the command.
 
     Returns (options {field: (option, text)}, a list of them for a repeatable

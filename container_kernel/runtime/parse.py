@@ -13,7 +13,7 @@ from stat import S_ISBLK
 
 from .errors import usage
 
-NETWORK_MODES = ("none", "host")
+NETWORK_MODES = ("none", "host", "container:ID", "private:NAME")
 MIN_MEMORY = 6 * 1024 * 1024  # docker refuses less than 6 MiB: the runtime itself needs some
 
 # Docker's units (go-units RAMInBytes): base 1024, case-insensitive, optional "b"/"ib".
@@ -173,8 +173,22 @@ def parse_volume(text, option="--volume"):
 
 
 def parse_network(text, option="--network"):
-    if text not in NETWORK_MODES:
-        raise usage(f"{option}: invalid value {text!r}: use one of {', '.join(NETWORK_MODES)}")
+    """none | host | container:ID (join a running container's network namespace, as
+    docker's) | private:NAME (join the containers started with the same NAME, or be
+    the first of them: a network of their own, which the host cannot reach)."""
+    kind, colon, name = str(text).partition(":")
+    if text in ("none", "host") or (colon and kind in ("container", "private") and name):
+        if colon:
+            parse_id(name, f"{option} {kind}:")
+        return text
+    raise usage(f"{option}: invalid value {text!r}: use one of {', '.join(NETWORK_MODES)}")
+
+
+def parse_userns(text, option="--userns"):
+    """host (root stays root on the host) or auto (root inside is an unprivileged ID range
+    outside: root's /etc/subuid range, or idmap.REMAP_DEFAULT)."""
+    if text not in ("host", "auto"):
+        raise usage(f"{option}: invalid value {text!r}: use host or auto")
     return text
 
 

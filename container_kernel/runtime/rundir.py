@@ -37,10 +37,12 @@ def make_run_base(run_base):
 def make_run_dir(spec):
     """The container's run dir, with its owner file; nothing is left if it fails half-way."""
     make_run_base(spec.run_base)
-    make_owned_dir(spec.run_dir, subdirs=("root",))
+    # Root inside a user namespace of root's is no one outside: it must still reach its root.
+    remapped = "user" in spec.namespaces and not spec.rootless
+    make_owned_dir(spec.run_dir, subdirs=("root",), mode=0o711 if remapped else 0o700)
 
 
-def make_owned_dir(path, subdirs=()):
+def make_owned_dir(path, subdirs=(), mode=0o700):
     """mkdir path with its owner file already in it, so that no one collecting stale dirs
     (another container's start, gc) ever sees it without one: it is made under a hidden
     name and renamed into place, complete. OSError becomes one line."""
@@ -50,6 +52,7 @@ def make_owned_dir(path, subdirs=()):
     except OSError as e:
         raise _unwritable(path, e) from None
     try:
+        os.chmod(tmp, mode)
         write_owner(tmp)
         for d in subdirs:
             os.mkdir(os.path.join(tmp, d), 0o755)
@@ -84,6 +87,55 @@ def write_state(run_dir, state):
     with open(path + ".tmp", "w") as f:
         f.write(to_json(state))
     os.rename(path + ".tmp", path)
+
+
+def write_state_file(path, state):
+    """--state-file: the same state, for the caller that asked (written whole, then renamed)."""
+    try:
+        with open(path + ".tmp", "w") as f:
+            f.write(to_json(state))
+        os.rename(path + ".tmp", path)
+    except OSError as e:
+        raise ContainerError(f"--state-file {path}: cannot write it: {e.strerror}") from None
+
+
+def live_state(run_dir):
+    """The state.json of a running container (its launcher alive), else None."""
+    if not owner_alive(run_dir):
+        return None
+    try:
+        with open(os.path.join(run_dir, "state.json")) as f:
+            import json  # not on the start path of a plain container: joins only
+            state = json.load(f)
+    except (OSError, ValueError):
+        return None
+    pid = state.get("init_pid") if isinstance(state, dict) else None
+    # init is the launcher's child: a PID reused by another process has another parent;
+    # an init that has exited (a zombie until its launcher waits) has no namespaces left.
+    if not isinstance(pid, int) or procfs.ppid(pid) != state.get("launcher_pid") \
+            or procfs.live_start_time(pid) is None:
+        return None
+    return state
+
+
+def init_pid(run_base, cid):
+    """Host PID of a running container's init, or None."""
+    state = live_state(os.path.join(run_base, cid)) if not cid.startswith(".") else None
+    return state["init_pid"] if state else None
+
+
+def members(run_base, network):
+    """Host PIDs of the inits of running containers on this network (private:NAME)."""
+    try:
+        names = sorted(os.listdir(run_base))
+    except OSError:
+        return
+    for name in names:
+        if name.startswith("."):
+            continue
+        state = live_state(os.path.join(run_base, name))
+        if state and state.get("network") == network:
+            yield state["init_pid"]
 
 
 def to_json(value):

@@ -23,7 +23,7 @@ from .parse import (HOST_ROOTFS, MIN_MEMORY, NETWORK_MODES, IOLimit, RootFS, Vol
                     block_device, human_bytes, parse_capabilities, parse_cpus, parse_env,
                     parse_hostname, parse_id, parse_io_limit, parse_memory, parse_memory_swap,
                     parse_network, parse_pids, parse_rate, parse_rootfs, parse_size,
-                    parse_volume, parse_workdir)
+                    parse_userns, parse_volume, parse_workdir)
 
 # Namespace kinds, in the order they are listed everywhere (names as in /proc/<pid>/ns).
 NAMESPACES = ("pid", "mnt", "uts", "ipc", "net", "cgroup", "user")
@@ -68,10 +68,13 @@ class Security(namedtuple("Security", "capabilities no_new_privs seccomp masked_
 
 
 class Spec(namedtuple("Spec", "id hostname rootfs namespaces network volumes resources process "
-                      "security rootless run_base",
+                      "security rootless run_base init cgroup_parent state_file",
                       defaults=(None, HOST_ROOTFS, NAMESPACES[:6], "none", (), Resources(), None,
-                                Security(), False, "/run/container-kernel"))):
-    """A whole container."""
+                                Security(), False, "/run/container-kernel", True, None, None))):
+    """A whole container. init: a reaping init is PID 1 and the command PID 2 (False:
+    the command is PID 1, as docker run without --init); cgroup_parent: the id of a
+    container of ours whose cgroup this one's nests in (its limits count there too);
+    state_file: where to write the started container's state (ps's JSON) for the caller."""
     __slots__ = ()
 
     @property
@@ -90,7 +93,9 @@ PARSERS = {"memory": parse_memory, "cpus": parse_cpus, "pids": parse_pids,
            "volumes": parse_volume, "env": parse_env, "cwd": parse_workdir,
            "cap_add": parse_capabilities, "cap_drop": parse_capabilities, "id": parse_id,
            "persist": lambda text, option: _store().parse_name(text, f"{option} layer name"),
-           "security_opt": parse_security_opt}
+           "security_opt": parse_security_opt, "userns": parse_userns,
+           "cgroup_parent": lambda text, option: parse_id(text, option),
+           "state_file": lambda text, option: parse_workdir(text, option)}
 REPEATED = ("io_read_bps", "io_write_bps", "volumes", "env", "cap_add", "cap_drop", "security_opt")
 
 
@@ -113,7 +118,7 @@ def parse_options(options):
 
 
 def build(options, command, volumes=(), env=(), cwd=None, cid=None, keep_id=False,
-          interactive=False):
+          interactive=False, no_init=False):
     """The Spec for these options ({field: (option, text)}, see parse_options) and command.
 
     The kernel launcher adds its volumes, env, cwd and container id. Every default
@@ -128,8 +133,11 @@ def build(options, command, volumes=(), env=(), cwd=None, cid=None, keep_id=Fals
     hostname = v.get("hostname") or cid[:12]
     rootless = os.geteuid() != 0
     network = v.get("network", "none")
-    namespaces = [k for k in NAMESPACES[:6] if not (k == "net" and network == "host")]
-    if rootless:
+    # No new net namespace with --network host or container:ID. private:NAME has one until the
+    # launcher finds a running member to join (network.join).
+    namespaces = [k for k in NAMESPACES[:6]
+                  if not (k == "net" and (network == "host" or network.startswith("container:")))]
+    if rootless or v.get("userns") == "auto":
         namespaces.append("user")
     uid = gid = 0
     if keep_id:
@@ -155,7 +163,8 @@ def build(options, command, volumes=(), env=(), cwd=None, cid=None, keep_id=Fals
         resources=Resources(memory, v.get("memory_swap", memory), v.get("cpus"), v.get("pids"),
                             tuple(v.get("io_read_bps", ())), tuple(v.get("io_write_bps", ()))),
         process=process, security=security, rootless=rootless,
-        run_base=default_run_base(rootless))
+        run_base=default_run_base(rootless), init=not no_init,
+        cgroup_parent=v.get("cgroup_parent"), state_file=v.get("state_file"))
 
 
 def image_command(options):

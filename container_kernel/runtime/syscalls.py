@@ -71,6 +71,13 @@ def unshare(flags):
     _check(_libc.unshare(ctypes.c_int(flags)), "unshare")
 
 
+def setns(fd, nstype):
+    """Join the namespace an fd of /proc/<pid>/ns/<kind> names."""
+    if hasattr(os, "setns"):
+        return os.setns(fd, nstype)
+    _check(_libc.setns(ctypes.c_int(fd), ctypes.c_int(nstype)), "setns")
+
+
 def _b(s):
     return None if s is None else os.fsencode(s)
 

@@ -10,7 +10,7 @@ import time
 import pytest
 from jupyter_client import KernelManager
 
-from tests.helpers import CK, alive, children, host_ns, leftovers
+from tests.helpers import CK, SLOW, alive, children, host_ns, leftovers
 
 BOTH = pytest.mark.parametrize("name", ["ck-test-default", "ck-test-tcp"], ids=["ipc", "tcp"])
 
@@ -29,7 +29,7 @@ def kernel(name, cwd=None):
         km.shutdown_kernel(now=False)
 
 
-def run(kc, code, timeout=30, allow_stdin=False, stdin_hook=None):
+def run(kc, code, timeout=30 * SLOW, allow_stdin=False, stdin_hook=None):
     """Execute code; return (reply content, stdout text, stderr text, [display data])."""
     out = {"stdout": "", "stderr": "", "display": [], "error": None}
 

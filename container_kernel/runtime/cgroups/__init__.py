@@ -36,6 +36,19 @@ def open_cgroup(container_id, version=None, root=ROOT, base=None, mountinfo=MOUN
     return V1Cgroup(container_id, paths)
 
 
+def open_parent(container_id, version, base=None):
+    """--cgroup-parent: the cgroup of a running container of ours, for a child to nest in.
+    One line of error if there is none (no cgroup here, or no such container)."""
+    if not version:
+        raise usage("--cgroup-parent: this container gets no cgroup here (rootless without a "
+                    "delegated cgroup v2 subtree), so it cannot nest in another's")
+    parent = open_cgroup(container_id, version, base=base)
+    if not all(os.path.isdir(p) for p in parent.paths().values()):
+        raise usage(f"--cgroup-parent {container_id}: no cgroup of a running container "
+                    f"{container_id!r} (see container-kernel ps)")
+    return parent
+
+
 def open_own(root=ROOT, mountinfo=MOUNTINFO):
     """This process's own cgroup, to read (a kernel no launcher of ours watches over:
     Binder's Docker container has a memory limit, say). None if there is no cgroupfs."""
