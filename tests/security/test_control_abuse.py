@@ -204,7 +204,9 @@ print(json.dumps({"seconds": seconds, "longest": max(len(" ".join(p.cmdline)) fo
                   "n": len(ps)}))""")
     print(f"stats under 50 unread ps replies: {value['seconds'] * 1000:.1f} ms; "
           f"launcher RSS +{growth / MiB:.1f} MiB")
-    assert value["seconds"] < 1.5 * SLOW and value["n"] >= 20
+    # The 50 ps are served first, one at a time: under software emulation (the v2 VM) building
+    # their replies took 16 s. A server that waited on an unread reply would take 50 x 5 s.
+    assert value["seconds"] < (1.5 if SLOW == 1 else 3 * SLOW) and value["n"] >= 20
     assert value["longest"] < 5000  # 100 KB asked, a few KiB listed
     assert growth < 50 * MiB
     assert_magics_hold(abuse_kernel)
