@@ -27,12 +27,36 @@ def check_01_processes(c):
     assert c["kernel_pids"]["inside"] == 2 and c["kernel_pids"]["host"] != 2
 
 
+def check_02_uts(c):
+    names = c["hostnames"]
+    assert names["the sibling"] == "box"
+    assert len(set(names.values())) == 3  # the host, this kernel and the sibling differ
+    assert c["uts_inodes_differ"]
+    assert c["rename_refused"]
+
+
+def check_03_user_namespaces(c):
+    assert c["userns_id_inside"].startswith("uid=0(")  # root inside
+    inside, outside, _ = c["userns_map"]
+    assert inside == 0 and outside != 0
+    assert c["userns_host_uids"] and 0 not in c["userns_host_uids"]  # not root outside
+    assert c["plain_host_uids"] == [0]
+
+
 def check_04_mounts(c):
     assert c["propagation_tags"] == []  # every mount private: nothing propagates to the host
     assert c["plan"]["first"] == "private" and c["plan"]["last"] == "pivot-root"
     assert c["plan"]["masks"] > 0
     assert c["chroot"]["jailed"] == ["IN-THE-JAIL"]
     assert c["chroot"]["escaped_to_container_root"]  # out of the chroot, not out of pivot_root
+
+
+def check_05_pid_and_init(c):
+    bare, init = c["no_init"], c["with_init"]
+    assert bare["pid"] == 1 and bare["zombies"] > 0 and bare["survived_sigterm"]
+    assert init["pid"] == 2 and init["zombies"] == 0 and init["exit_code"] == 143
+    pid1 = [host for pid, host in c["sibling_pids"] if pid == 1]
+    assert pid1 and pid1[0] != 1
 
 
 def check_06_cgroups(c):
@@ -49,6 +73,12 @@ def check_06_cgroups(c):
     assert c["processes_after_bomb"] <= 3  # init, the kernel (and at most a straggler)
     assert c["monitor"] == "Monitor"
     assert "10485760" in c["io_limit_file"]
+
+
+def check_07_network_namespaces(c):
+    assert c["private_network"] == {"reply": "pong to ping", "shared_netns": True}
+    assert c["isolated"]["127.0.0.1"] == "ECONNREFUSED"
+    assert c["isolated"]["10.0.2.2"] == "ENETUNREACH" and c["isolated"]["1.1.1.1"] == "ENETUNREACH"
 
 
 def check_08_the_kernel_you_are_in(c):

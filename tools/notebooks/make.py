@@ -23,8 +23,12 @@ NOTEBOOKS = os.path.join(HERE, "..", "..", "notebooks")
 SOURCES = {  # notebook -> source module, in the order 00-start-here lists them
     "00-start-here": "n00_start_here",
     "01-processes": "n01_processes",
+    "02-uts": "n02_uts",
+    "03-user-namespaces": "n03_user_namespaces",
     "04-mounts": "n04_mounts",
+    "05-pid-and-init": "n05_pid_and_init",
     "06-cgroups": "n06_cgroups",
+    "07-network-namespaces": "n07_network_namespaces",
     "08-the-kernel-you-are-in": "n08_kernel",
     "09-escape-lab": "n09_escape_lab",
 }

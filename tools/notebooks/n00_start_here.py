@@ -47,17 +47,19 @@ else:
 | # | Notebook | What it shows | Docker's equivalent |
 |---|----------|---------------|---------------------|
 | 1 | [01-processes](01-processes.ipynb) | fork and exec, `clone()` versus `fork()`, `/proc/self/ns/*`, `/proc` as the kernel's window, the host's view beside the container's | `docker top` |
-| 2 | 02-uts *(coming)* | the hostname inside a sibling container, in this kernel, on the host | `docker run --hostname` |
-| 3 | 03-user-namespaces *(coming)* | rootless: root inside, an ordinary user outside | `dockerd --userns-remap` |
+| 2 | [02-uts](02-uts.ipynb) | the hostname inside a sibling container, in this kernel, on the host | `docker run --hostname` |
+| 3 | [03-user-namespaces](03-user-namespaces.ipynb) | rootless: root inside, an ordinary user outside | `dockerd --userns-remap` |
 | 4 | [04-mounts](04-mounts.ipynb) | mount propagation, the mount plan, chroot versus `pivot_root` | `docker run -v` |
-| 5 | 05-pid-and-init *(coming)* | PID 1, zombies, signals, and why an init | `docker run --init` |
+| 5 | [05-pid-and-init](05-pid-and-init.ipynb) | PID 1, zombies, signals, and why an init | `docker run --init` |
 | 6 | [06-cgroups](06-cgroups.ipynb) | the cgroup files (v1 and v2), memory and the OOM killer, a CPU quota, a fork bomb, the live monitor | `docker run --memory --cpus --pids-limit` |
-| 7 | 07-network-namespaces *(coming)* | only `lo`, two containers on a private network | `docker run --network none` |
+| 7 | [07-network-namespaces](07-network-namespaces.ipynb) | only `lo`, two containers on a private network | `docker run --network none` |
 | 8 | [08-the-kernel-you-are-in](08-the-kernel-you-are-in.ipynb) | the kernelspec, the provisioner, the launcher, the control socket, interrupt and restart | `docker run -i` |
 | 9 | [09-escape-lab](09-escape-lab.ipynb) | capabilities, `no_new_privs`, seccomp, masked paths: escapes that fail, and why | `docker run --cap-drop --security-opt` |
 
-The notebooks marked *coming* start sibling containers from the notebook, which the
-launcher does not offer yet. [00-welcome](00-welcome.ipynb) is the short tour.
+Notebooks 2, 3, 5 and 7 start **sibling containers** from the notebook
+(`container_kernel.demo`): this kernel may not make namespaces itself, so it asks the
+launcher, outside, to start them beside it, inside its cgroup and with its hardening.
+[00-welcome](00-welcome.ipynb) is the short tour.
 
 ## Docker side by side
 
