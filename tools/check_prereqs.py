@@ -29,7 +29,8 @@ if os.geteuid() != 0:
                  "and will be skipped; run `sudo make test` for the full suite")
 for tool, package, what in (("bwrap", "bubblewrap", "benchmark comparison"),
                             ("runc", "runc", "benchmark comparison"),
-                            ("unshare", "util-linux", "benchmark comparison")):
+                            ("unshare", "util-linux", "benchmark comparison"),
+                            ("slirp4netns", "slirp4netns", "--network egress and %pip install")):
     if not shutil.which(tool):
         notes.append(f"{tool} not found ({what}): sudo apt-get install {package}")
 # The JupyterHub test (tests/hub) fetches configurable-http-proxy with npm when it is not on PATH.

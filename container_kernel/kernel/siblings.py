@@ -128,9 +128,11 @@ class Siblings:
         kid = self.container.spec.id
         network = opts.get("network", (None, "none"))[1]
         kind, _, net_name = network.partition(":")
-        if kind not in ("none", "private"):
-            raise usage(f"run: --network {network}: a sibling's network is none or private:NAME "
-                        "(the host's, and other containers', are not the kernel's to give)")
+        egress = self.container.spec.network == "egress"  # only a kernel that has it may pass it on
+        if kind not in ("none", "private") and not (egress and kind == "egress"):
+            raise usage(f"run: --network {network}: a sibling's network is none or private:NAME"
+                        + (" or egress" if egress else "")
+                        + " (the host's, and other containers', are not the kernel's to give)")
         if kind == "private":  # NAME is this kernel's: another kernel's siblings never meet ours
             S.parse_id(net_name, "--network private:")
             opts["network"] = ("--network", f"private:{kid}-{net_name}")

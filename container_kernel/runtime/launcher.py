@@ -53,6 +53,7 @@ class Container:
         self._netns = None  # network.join's fd, until the intermediate has it
         self._net_lock = None  # network.lock's fd while a private: network's start decides
         self._layer = None  # --persist: the layer's lock fd while the container lives (overlay.take)
+        self._slirp = None  # --network egress: its slirp4netns (egress.py)
         self.init_pid = None
         self.steps = None
         self.final_stats = None
@@ -69,6 +70,9 @@ class Container:
         """Create the container and return once its command has been exec'd."""
         spec = self.spec
         rootfs.check_command(spec)
+        if spec.network == "egress":  # the missing tool is named before anything is made
+            from . import egress
+            self._slirp = egress.Slirp(egress.check(spec))
         if spec.security.seccomp is not None:
             from . import seccomp  # not for an unconfined container
             policy = spec.security.seccomp
@@ -189,6 +193,8 @@ class Container:
             stages.send(to_child, stages.GO)
             self.init_pid = int(stages.expect(from_child, stages.INIT))
             self.namespace_inodes = namespaces.inodes(self.init_pid)
+            if self._slirp is not None:  # init's namespaces exist; its command waits for our go
+                self._start_egress()
         except BaseException:
             os.close(to_child)  # EOF tells a waiting stage to give up
             os.waitpid(pid, 0)
@@ -197,6 +203,13 @@ class Container:
         stages.send(to_child, stages.GO)
         stages.expect(from_child, stages.READY)
         os.close(from_child)
+
+    def _start_egress(self):
+        from . import egress
+        userns = "user" in self.spec.namespaces
+        egress.block_host(self.init_pid, userns)  # before slirp: never a moment the host is open
+        log = os.path.join(self.spec.run_dir, "slirp4netns.log")
+        reaper.also_kill(self._reaper, self._slirp.start(self.init_pid, userns, log))
 
     # ---- wait -----------------------------------------------------------------------------
     def wait(self, translate=None, listen=frozenset()):
@@ -273,6 +286,8 @@ class Container:
             except (ProcessLookupError, ChildProcessError):
                 pass
             self.init_pid = None
+        if self._slirp is not None:
+            self._slirp.stop()
         if self.cgroup:
             self.cgroup.destroy()
         if self.output:

@@ -14,7 +14,7 @@ import stat
 import sys
 from collections import namedtuple
 
-from . import devices, overlay, procfs
+from . import devices, egress, overlay, procfs
 from . import syscalls as sc
 from .errors import ContainerError, usage
 from .paths import under
@@ -72,7 +72,7 @@ def plan(spec, root, cgroup_mounts=()):
     steps += [Step("ro-path", p) for p in spec.security.readonly_paths]
     # An overlay rootfs stays writable: its writes go to the upper layer, never the image.
     steps += [Step("remount-ro", "/")] if spec.rootfs.kind != "overlay" else []
-    return steps + [Step("pivot-root", "/", root)]
+    return egress.resolv_steps(spec, steps) + [Step("pivot-root", "/", root)]  # slirp's DNS
 
 
 def _host_rootfs(spec, root):

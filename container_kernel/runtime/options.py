@@ -23,8 +23,9 @@ RUN_OPTIONS = (
     (("--io-write-bps",), "DEV:RATE", "io_write_bps", True,
      "write rate limit on a block device (e.g. 8:0:10M)"),
     (("--network", "--net"), "MODE", "network", False,
-     "none (default: only lo, in a new namespace), host, container:ID (join its namespace) "
-     "or private:NAME (a namespace shared by the containers given the same NAME)"),
+     "none (default: only lo, in a new namespace), host, egress (out through user-mode NAT, "
+     "slirp4netns; the host's loopback and addresses unreachable), container:ID (join its "
+     "namespace) or private:NAME (a namespace shared by the containers given the same NAME)"),
     (("--userns",), "MODE", "userns", False,
      "host (default for root) or auto: a user namespace, root inside = an unprivileged "
      "uid outside (always on when rootless)"),

@@ -13,7 +13,7 @@ from stat import S_ISBLK
 
 from .errors import usage
 
-NETWORK_MODES = ("none", "host", "container:ID", "private:NAME")
+NETWORK_MODES = ("none", "host", "egress", "container:ID", "private:NAME")
 MIN_MEMORY = 6 * 1024 * 1024  # docker refuses less than 6 MiB: the runtime itself needs some
 
 # Docker's units (go-units RAMInBytes): base 1024, case-insensitive, optional "b"/"ib".
@@ -173,11 +173,12 @@ def parse_volume(text, option="--volume"):
 
 
 def parse_network(text, option="--network"):
-    """none | host | container:ID (join a running container's network namespace, as
+    """none | host | egress (user-mode NAT out, the host unreachable: egress.py) |
+    container:ID (join a running container's network namespace, as
     docker's) | private:NAME (join the containers started with the same NAME, or be
     the first of them: a network of their own, which the host cannot reach)."""
     kind, colon, name = str(text).partition(":")
-    if text in ("none", "host") or (colon and kind in ("container", "private") and name):
+    if text in ("none", "host", "egress") or (colon and kind in ("container", "private") and name):
         if colon:
             parse_id(name, f"{option} {kind}:")
         return text

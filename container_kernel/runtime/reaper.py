@@ -34,6 +34,30 @@ def start(cgroup, paths):
     return w
 
 
+def also_kill(w, pid):
+    """The reaper kills pid (a helper of the container's outside it: egress.py's slirp4netns)
+    if we die; its start time goes along, so a reused PID is never killed."""
+    os.write(w, f"{pid} {_start_time(pid)}\n".encode())
+
+
+def _start_time(pid):
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[19].decode()  # field 22, starttime
+    except (OSError, IndexError):
+        return "?"
+
+
+def _kill_helpers(said):
+    for line in said.decode(errors="replace").splitlines():
+        pid, _, start = line.partition(" ")
+        if pid.isdigit() and start != "?" and _start_time(int(pid)) == start:
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+            except OSError:
+                pass
+
+
 def _reaper(r, w, cgroup, paths):
     """In the fork. Never returns."""
     try:
@@ -48,9 +72,11 @@ def _reaper(r, w, cgroup, paths):
             os.dup2(null, fd)
         os.closerange(3, r)
         os.closerange(r + 1, sc.MAX_FD)
-        while os.read(r, 64):
-            pass
+        said = b""
+        while chunk := os.read(r, 64):
+            said = (said + chunk)[-4096:]
         _collect(cgroup, paths)
+        _kill_helpers(said)
     finally:
         os._exit(0)
 
