@@ -151,7 +151,8 @@ lesson.claim("cpu_quota", {"quota": 0.25, "measured": round(used, 3), "throttled
 """),
     md("""
 (On a busy machine the loop may get less than its quota: a quota is a ceiling, not a
-reservation. `cpu.shares` / `cpu.weight` are the reservation side.)
+reservation. `cpu.shares` in v1, `cpu.weight` in v2, are the other knob: relative
+weights that only matter when the CPUs are contended.)
 
 ## Processes: a fork bomb, contained by pids.max
 

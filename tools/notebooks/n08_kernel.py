@@ -23,8 +23,9 @@ print("mode:", lesson.MODE)
 
 `container-kernel install` writes a kernelspec, as `ipykernel install` does. Its `argv`
 does not start ipykernel: it starts the container launcher, which starts ipykernel
-inside. The launcher became PID 1's parent, and PID 1 (the container's init) keeps the
-launcher's command line, so you can read the kernelspec's `argv`, filled in, from here:
+inside. The launcher is PID 1's parent, and PID 1 (the container's init, forked from
+it) keeps the launcher's command line, so you can read the kernelspec's `argv`, filled
+in, from here:
 """),
     code("""
 %%contained_only

@@ -9,7 +9,7 @@ asking the Linux kernel for something dangerous: to mount the host's disk, load 
 kernel module, or make a new namespace of its own. Four more guards do, as in Docker:
 
 - **capabilities**: root's powers, split into about 40 named pieces; this kernel keeps
-  Docker's default few, not `CAP_SYS_ADMIN`, `CAP_SYS_MODULE`, `CAP_MKNOD`...
+  Docker's default few less `CAP_MKNOD`: no `CAP_SYS_ADMIN`, `CAP_SYS_MODULE`, `CAP_SYS_PTRACE`...
 - **no_new_privs**: no program it runs can gain privileges (a setuid binary stays
   the caller's user), and it cannot be turned off;
 - **seccomp**: a filter on system calls (Docker's default profile, plus: no namespace
@@ -141,7 +141,7 @@ there, which is exactly what makes a container escapable:
 
 | guard | Docker's default | what undoes it |
 |-------|------------------|----------------|
-| capabilities | 14 kept | `--cap-add SYS_ADMIN`, `--privileged` |
+| capabilities | 14 kept (here 13: no `MKNOD`) | `--cap-add SYS_ADMIN`, `--privileged` |
 | no_new_privs | off (on with `--security-opt no-new-privileges`) | |
 | seccomp | the default profile | `--security-opt seccomp=unconfined` |
 | masked paths | `/proc/kcore`, `/proc/keys`, ... | `--security-opt systempaths=unconfined` |
