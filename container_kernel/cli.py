@@ -169,6 +169,7 @@ COMMANDS = {
     "install": ("container_kernel.kernel.kernelspec", "cmd_install"),
     "kernel": ("container_kernel.kernel.launch", "cmd_kernel"),
     "rootfs": ("container_kernel.rootfs_cli", "cmd_rootfs"),
+    "packages": ("container_kernel.packages_cli", "cmd_packages"),
 }
 
 

@@ -26,6 +26,7 @@ any handler sees them: what the container sends is hostile input.
     run          argv[, seconds]                   SiblingReply   (a demo container started)
     run_poll     name[, out, err]                  SiblingReply   (its output past those offsets)
     run_kill     name                              SiblingReply
+    pip          argv[, seconds]                   SiblingReply   (%pip's build sibling, kernel/packages.py)
 
 The ceiling is the kernelspec's limits: the server refuses anything above it,
 whoever asks. Limits are named by the controller everywhere (spec.LIMITS).
@@ -43,6 +44,7 @@ from .runtime.limits import RLIMIT_AS_ENV  # noqa: F401  (read inside, set by th
 CONTROL_ENV = "CK_CONTROL"             # the control socket's path
 PREVIOUS_EXIT_ENV = "CK_PREVIOUS_EXIT"  # why the previous kernel died, shown at the first cell
 UNCONFINED_ENV = "CK_UNCONFINED"        # degraded mode: why this kernel is NOT contained
+PACKAGES_ENV = "CK_PACKAGES"            # where the package layer is bound (read-only), if any
 
 MAX_LINE = 64 * 1024   # a request is a few hundred bytes: anything longer is refused
 MAX_REPLY = 16 << 20   # a reply (ps of many processes) may be long, but not without end
@@ -65,6 +67,7 @@ REQUESTS = {
     "run": {"argv": list, "seconds": int},  # seconds: its time limit
     "run_poll": {"name": str, "out": int, "err": int},
     "run_kill": {"name": str},
+    "pip": {"argv": list, "seconds": int},  # argv: "install"|"uninstall" and pip's arguments
 }
 
 
@@ -139,15 +142,21 @@ class RootfsView(namedtuple("RootfsView", "name lower upper persist upper_size")
     __slots__ = ()
 
 
+class PackagesView(namedtuple("PackagesView", "kernelspec path mount size holder")):
+    """The kernelspec's package layer (runtime/package_layer.py): its prefix on the host, where
+    the kernel has it (read-only), its bytes on disk, who writes it now (a %pip), or None."""
+    __slots__ = ()
+
+
 class Info(namedtuple("Info", "id host_hostname launcher_pid init_pid kernel_pid init_children "
                       "host_namespaces container_namespaces namespaces cgroup ceiling uid_map "
                       "gid_map rootfs network rootless workspace enforced mapping security "
-                      "image", defaults=(None, None))):
+                      "image packages", defaults=(None, None, None))):
     """The host's side of %container_info. enforced: {limit: how}; uid_map/gid_map: the
     kernel's maps as the host reads them (text); cgroup: None without one (rootless)."""
     __slots__ = ()
     NESTED = {"init_children": (InitChild,), "cgroup": CgroupView, "ceiling": Ceiling,
-              "security": SecurityView, "image": RootfsView}
+              "security": SecurityView, "image": RootfsView, "packages": PackagesView}
 
 
 class StatsReply(namedtuple("StatsReply", "stats ceiling enforced")):
@@ -203,7 +212,7 @@ class SiblingReply(namedtuple("SiblingReply", "name state exit_code stdout stder
 
 REPLIES = {"info": Info, "stats": StatsReply, "set": SetReply, "ps": PsReply,
            "sandbox": SandboxReply, "sandbox_end": SandboxEnd, "run": SiblingReply,
-           "run_poll": SiblingReply, "run_kill": SiblingReply}
+           "run_poll": SiblingReply, "run_kill": SiblingReply, "pip": SiblingReply}
 
 
 def to_wire(value):

@@ -16,7 +16,7 @@ import sys
 
 from .. import protocol
 from ..runtime import procfs
-from . import facts, magics, usage
+from . import facts, magics, packages, pip_magic, usage
 
 _state = {}
 
@@ -51,6 +51,8 @@ def limit_address_space():
 def load(ip):
     _state["ip"] = ip
     limit_address_space()
+    packages.add_layer()  # what %pip installed, after the kernel's own packages
+    pip_magic.install_network_notice()
     if os.environ.get(protocol.PREVIOUS_EXIT_ENV) or facts.unconfined_reason():
         ip.events.register("pre_run_cell", _first_execution)
     if facts.unconfined_reason():
@@ -60,6 +62,7 @@ def load(ip):
         print(f"container_kernel: {facts.warning_banner()}"
               + (f" It runs inside another container: {outer}." if outer else ""))
     magics.register(ip)
+    pip_magic.register(ip)  # after IPython's own %pip: ours replaces it in a container kernel
     usage.register(ip)
 
 

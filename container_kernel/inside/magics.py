@@ -20,7 +20,7 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 
 from .. import protocol
-from . import args, client, facts, render, sandbox, siblings
+from . import args, client, facts, pip_magic, render, sandbox, siblings
 
 
 @magics_class
@@ -54,6 +54,8 @@ class ContainerMagics(Magics):
         headline = render.headline(info)
         if headline:
             print(headline)
+        if pip_magic.seen():  # a connection was tried in a kernel without a network
+            print(f"container-kernel: {pip_magic.seen()}")
         render.publish(*render.render_info(info))
 
     @line_magic

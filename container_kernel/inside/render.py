@@ -169,6 +169,11 @@ def render_info(facts):
         upper = f"{image.upper} ({'--persist ' + image.persist if image.persist else 'per-container'})"
         root_line += (f"\n  layers: lower {image.lower} (the image, read-only); upper {upper}, "
                       f"{human_bytes(image.upper_size)}")
+    layer = getattr(host, "packages", None) if host else None
+    if layer:  # what %pip installed (runtime/package_layer.py)
+        root_line += (f"\n  packages: {layer.mount} (read-only; %pip writes it from a build sibling) "
+                      f"= {layer.path} on the host, {human_bytes(layer.size)}"
+                      + (f", being written by {layer.holder}" if layer.holder else ""))
     if facts.os_release:
         root_line += f"\n  os-release: {facts.os_release}"
     mount_headers = ("mount point", "type", "", "source")

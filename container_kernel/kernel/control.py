@@ -19,6 +19,7 @@ from ..runtime import devices, namespaces, overlay, procfs
 from ..runtime import spec as S
 from ..runtime.cgroups import PARENT
 from ..runtime.errors import ContainerError
+from . import packages
 from .control_server import SocketLoop
 
 # A device as MAJ:MIN or a plain name in the host's /dev: no other path is ever looked
@@ -113,7 +114,8 @@ class ControlServer:
             # how each asked-for limit is enforced here: "cgroup v1", or a rootless fallback
             # ("RLIMIT_AS per process ...", "NOT enforced"): said, never claimed
             enforced=c.enforced, mapping=c.mapping, security=self.security(),
-            image=P.RootfsView(**view) if (view := overlay.view(spec)) else None)
+            image=P.RootfsView(**view) if (view := overlay.view(spec)) else None,
+            packages=P.PackagesView(**layer) if (layer := packages.view(spec)) else None)
 
     def security(self):
         if self._security is None:
@@ -272,6 +274,9 @@ class ControlServer:
 
     def op_run_kill(self, name=None):
         return self.siblings.kill(name)
+
+    def op_pip(self, argv=(), seconds=None):
+        return packages.build(self.siblings, argv, seconds)
 
 
 def _seccomp_line(security):

@@ -29,7 +29,7 @@ from ..runtime import spec as S
 from ..runtime import syscalls as sc
 from ..runtime.errors import RUNTIME, ContainerError, usage
 from ..runtime.paths import under
-from . import kernelspec
+from . import kernelspec, packages
 
 # What ipykernel itself reads from the environment, passed on when set.
 PASS_ENV = ("JPY_SESSION_NAME",)
@@ -143,7 +143,10 @@ def prepare(argv):
                    env=env + [(P.CONTROL_ENV, control_path)], cwd=cwd, cid=cid)
     if spec.rootfs.kind == "overlay":
         spec = in_image(spec)
+    spec = packages.with_layer(spec, args.resource_dir,  # what %pip installs (packages.py)
+                               IMAGE_PYTHONPATH if spec.rootfs.kind == "overlay" else None)
     # Only now, with every input checked, does anything get made.
+    packages.make_layer(spec)
     if own_sockets:
         socket_dir(S.default_run_base(os.geteuid() != 0), f"k-{cid}")
     try:

@@ -57,6 +57,7 @@ class Sibling:
         self.exit_code = None
         self.state = None  # run's state JSON, once it has started
         self.ended = threading.Event()
+        self.on_end = None  # called once, when it has ended
 
 
 class Siblings:
@@ -67,6 +68,16 @@ class Siblings:
 
     # -- requests (the control server's thread) --
     def run(self, argv, timeout=None):
+        name = self.new_name("s")
+        return self.start(name, self._run_args(list(argv), name), timeout)
+
+    def new_name(self, kind):
+        self.counter += 1
+        return f"{self.container.spec.id}-{kind}{self.counter}"
+
+    def start(self, name, args, timeout=None, on_end=None):
+        """Start `run ARGS` (checked, ours in front) as sibling name; on_end() runs once it
+        has ended (packages.py's layer lock). Its first SiblingReply."""
         cg = self.container.cgroup
         if cg is None:
             raise ContainerError("this container has no cgroup (rootless without a delegated "
@@ -79,9 +90,6 @@ class Siblings:
         timeout = DEFAULT_TIMEOUT if timeout is None else timeout
         if not 0 < timeout <= MAX_TIMEOUT:
             raise ContainerError(f"timeout {timeout!r}: give 1 to {MAX_TIMEOUT} seconds")
-        self.counter += 1
-        name = f"{self.container.spec.id}-s{self.counter}"
-        args = self._run_args(list(argv), name)
         self._drop_ended()
         state_file = os.path.join(self.container.spec.run_dir, f"sibling-{name}.json")
         proc = subprocess.Popen(
@@ -89,6 +97,7 @@ class Siblings:
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, close_fds=True,
             start_new_session=True, preexec_fn=_die_with_us)
         sib = Sibling(name, proc, state_file, time.monotonic() + timeout)
+        sib.on_end = on_end
         self.live[name] = sib
         threading.Thread(target=self._watch, args=(sib,), name=f"ck-{name}", daemon=True).start()
         return self.reply(sib, 0, 0)
@@ -125,7 +134,6 @@ class Siblings:
             raise usage(f"run: {refused[0]} is not for a sibling: use "
                         + ", ".join(sorted({o[0][0] for o in options.RUN_OPTIONS if o[2] in ALLOWED}))
                         + " or --no-init")
-        kid = self.container.spec.id
         network = opts.get("network", (None, "none"))[1]
         kind, _, net_name = network.partition(":")
         egress = self.container.spec.network == "egress"  # only a kernel that has it may pass it on
@@ -135,19 +143,25 @@ class Siblings:
                         + " (the host's, and other containers', are not the kernel's to give)")
         if kind == "private":  # NAME is this kernel's: another kernel's siblings never meet ours
             S.parse_id(net_name, "--network private:")
-            opts["network"] = ("--network", f"private:{kid}-{net_name}")
+            opts["network"] = ("--network", f"private:{self.container.spec.id}-{net_name}")
         spec = S.build(opts, command, cid=name, no_init="--no-init" in flags)  # run's errors
         self._within_kernel(spec.resources)
-        ours = ["--name", name, "--cgroup-parent", kid, "--state-file",
-                os.path.join(self.container.spec.run_dir, f"sibling-{name}.json")]
-        if "hostname" not in opts:  # run's default, the id's first 12, would be the kernel's
-            ours += ["--hostname", f"sibling-{self.counter}"]
-        ours += _hardening(self.container.spec)
+        # run's default hostname, the id's first 12, would be the kernel's
+        ours = self.own_args(name, None if "hostname" in opts else f"sibling-{self.counter}")
         theirs = []
         for field, given in opts.items():
             for option, text in (given if isinstance(given, list) else [given]):
                 theirs += [option, text]
         return ours + theirs + list(flags) + ["--"] + command
+
+    def own_args(self, name, hostname=None):
+        """What a sibling does not choose: its name, cgroup parent, state file, the kernel's
+        hardening (and a hostname of its own unless it gives one)."""
+        ours = ["--name", name, "--cgroup-parent", self.container.spec.id, "--state-file",
+                os.path.join(self.container.spec.run_dir, f"sibling-{name}.json")]
+        if hostname:
+            ours += ["--hostname", hostname]
+        return ours + _hardening(self.container.spec)
 
     def _within_kernel(self, resources):
         stats = self.container.cgroup.stats()
@@ -196,6 +210,8 @@ class Siblings:
             sel.close()
             if sib.state is None:
                 sib.state = _read_state(sib.state_file)
+            if sib.on_end is not None:
+                sib.on_end()
             sib.ended.set()
 
     # -- replies --
