@@ -12,13 +12,15 @@ says EBUSY, or corrupts on older ones), so a persistent layer has one writer at
 a time: the launcher holds an flock(2) on its lock file while the container
 lives; a second one is refused before anything is made. The lock dies with
 whoever holds it, however it dies: there is no stale lock to clear.
-Rootless (a user namespace owns the mount) needs "userxattr" (Linux >= 5.11).
+Rootless (a user namespace owns the mount) needs "userxattr" (Linux >= 5.11), and a
+lower layer owned by the user's own mapping (a rootless build). What the container
+wrote keeps its subuid owners in the upper dir: unshare_rm.py removes it.
 """
 
 import os
 from collections import namedtuple
 
-from .errors import ContainerError
+from .errors import ContainerError, usage
 
 LAYER_MARKER = "container-kernel layer"
 
@@ -48,6 +50,35 @@ def options(spec):
                                  "options cannot carry: set CK_STORE or XDG_DATA_HOME elsewhere")
     extra = ",userxattr" if spec.rootless else ""
     return f"lowerdir={spec.rootfs.path},upperdir={upper},workdir={work}{extra}"
+
+
+ROOTLESS_KERNEL = (5, 11)  # overlayfs mountable in a user namespace, with "userxattr"
+
+
+def check_rootless(rootfs, release=None, uid=None):
+    """Refuse, with what to do, an overlay a user's container could not mount or write."""
+    release = release or os.uname().release
+    uid = os.geteuid() if uid is None else uid
+    parts = release.split("-")[0].split(".")
+    version = tuple(int(p) if p.isdigit() else 0 for p in (parts + ["0"])[:2])
+    if version < ROOTLESS_KERNEL:
+        import shutil
+        fuse = ("fuse-overlayfs is installed, but container-kernel does not run it (its daemon "
+                "would have to outlive pivot_root inside the container)" if shutil.which("fuse-overlayfs")
+                else "fuse-overlayfs is not installed either")
+        raise usage(f"--rootfs {rootfs.name}: a rootless overlay needs Linux >= 5.11 (overlayfs "
+                    f"in a user namespace), this is {release}; {fuse}: run as root, or use "
+                    f"--rootfs {rootfs.path} (read-only)")
+    try:
+        owner = os.stat(rootfs.path).st_uid
+    except OSError as e:
+        raise ContainerError(f"--rootfs {rootfs.name}: {rootfs.path}: {e.strerror}") from None
+    if owner != uid:
+        # Copy-up keeps a file's owner; one the user namespace does not map cannot be written.
+        raise usage(f"--rootfs {rootfs.name}: its tree {rootfs.path} is owned by uid {owner}, "
+                    f"not by you (uid {uid}): a rootless overlay can only copy up files of "
+                    "your own ids; build it as this user (`container-kernel rootfs build` "
+                    f"uses mmdebstrap --mode=unshare), or use --rootfs {rootfs.path} (read-only)")
 
 
 def take(spec):
@@ -174,12 +205,6 @@ def remove_layer(name):
     hidden = os.path.join(os.path.dirname(path), f"{store.NEW}rm-{name}")
     os.rename(path, hidden)
     store.remove_tree(hidden)
-
-
-def users_of(entry):
-    """Ids of live containers running on this rootfs (their state.json says so)."""
-    from . import host
-    return [c["id"] for c in host.containers() if c.get("rootfs") in (entry.name, entry.path)]
 
 
 def view(spec):

@@ -246,9 +246,21 @@ def _owner_text(path):
     return f"its owner, PID {text.split()[0]}, is gone"
 
 
-def remove_tree(path):
+def remove_tree(path, unshare=True):
     """rm -r that never crosses a mount point, and that two processes may run at once on
-    the same tree (the launcher and its reaper, or the provisioner): gone is done."""
+    the same tree (the launcher and its reaper, or the provisioner): gone is done. A user's
+    tree that refuses it (a rootless overlay's upper and work dirs) is removed from a user
+    namespace mapped like the container's (unshare_rm.py)."""
+    try:
+        _remove_tree(path)
+    except PermissionError:
+        if not unshare or os.geteuid() == 0:
+            raise
+        from . import unshare_rm
+        unshare_rm.remove([path])
+
+
+def _remove_tree(path):
     try:
         entries = list(os.scandir(path))
     except FileNotFoundError:
@@ -260,7 +272,7 @@ def remove_tree(path):
         if entry.is_dir(follow_symlinks=False):
             if os.path.ismount(entry.path):  # never delete through a mount point
                 continue
-            remove_tree(entry.path)
+            _remove_tree(entry.path)
         else:
             _gone(os.unlink, entry.path)
     _gone(os.rmdir, path)

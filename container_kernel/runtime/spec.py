@@ -186,11 +186,8 @@ def _rootfs(v):
     whose interpreter is its own (no host venv on PATH)."""
     rootfs = v.get("rootfs", HOST_ROOTFS)
     if rootfs.kind == "overlay" and os.geteuid() != 0:
-        # Copied up, the image's files keep their subuid owners, which only a user namespace
-        # of ours could remove: nothing of a run may outlive it. (Read-only: --rootfs DIR/rootfs.)
-        raise usage(f"--rootfs {rootfs.name}: an overlay rootfs needs root for now (its upper layer "
-                    "would keep files of your subuids that you cannot remove); as a user, use "
-                    f"--rootfs {rootfs.path} (read-only)")
+        from . import overlay
+        overlay.check_rootless(rootfs)
     if v.get("persist"):
         if rootfs.kind != "overlay":
             raise usage("--persist LAYER needs --rootfs NAME (a rootfs of container-kernel's store, "

@@ -161,4 +161,10 @@ def remove_tree(path):
     inside = [m.point for m in procfs.mountinfo() if m.point == path or m.point.startswith(path + "/")]
     if inside:
         raise ContainerError(f"not removing {path}: {inside[0]} is mounted inside it; umount it first")
-    shutil.rmtree(path, ignore_errors=not os.path.exists(path))
+    try:
+        shutil.rmtree(path, ignore_errors=not os.path.exists(path))
+    except PermissionError:  # a user's tree with files of its subuids (a rootless layer or build)
+        if os.geteuid() == 0:
+            raise
+        from . import unshare_rm
+        unshare_rm.remove([path])
