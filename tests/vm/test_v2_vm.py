@@ -31,6 +31,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 CHECKOUT = os.path.dirname(os.path.dirname(HERE))
 SCRIPT = os.path.join(HERE, "run_in_v2_vm.sh")
 APT = "apt-get install -y qemu-system-x86 linux-image-amd64 busybox-static"
+ROOTFS_CACHE = os.environ.get("CK_TEST_ROOTFS_CACHE", "/var/cache/container-kernel/test-rootfs")
 
 # name -> (test files, guest-side time budget in s). The cgroup batch first: it is the
 # point of the VM, and a later batch that runs out of time cannot take its results away.
@@ -56,6 +57,16 @@ BATCHES = {
                   "test_refused_in_the_container_kernel[fork_bomb]",
                   "--deselect", "tests/security/test_container_kernel.py::"
                   "test_refused_in_the_container_kernel[memory_ceiling]"], 720),
+    # A Debian rootfs on v2: the overlay rootfs through run and through a kernel. Last, so it
+    # takes only what the batches above left. The guest has no network: it uses the host's
+    # cached build (tests/rootfs_cache.py), seen through the read-only share of /. Its tmp
+    # dirs (the --persist layers' store) on a tmpfs: the guest's / is an overlayfs, which
+    # overlayfs refuses as an upper layer (EINVAL).
+    # The start-to-ready figure (six kernel starts) stays on the host: it is a benchmark.
+    "rootfs": (["tests/jupyter/test_rootfs_kernel.py", "tests/integration/test_rootfs_overlay.py",
+                "--basetemp", "/run/ck-rootfs-tests",
+                "--deselect", "tests/jupyter/test_rootfs_kernel.py::test_start_to_ready_overlay_against_host"],
+               420),
 }
 
 VM_TIMEOUT = int(os.environ.get("CK_V2VM_TIMEOUT", 1560))  # the whole VM part: under 26 minutes
@@ -105,6 +116,7 @@ def guest_script(python):
         f'{py} -c "from container_kernel.runtime import cgroups; import os; '
         f'print(os.uname().release, cgroups.detect(), os.cpu_count(), '
         f'\' \'.join(cgroups.available_controllers()))" > $R/guest.txt 2>&1',
+        f'ls -d {shlex.quote(ROOTFS_CACHE)}/*/config.json > $R/rootfs-cache.txt 2>&1',
     ]
     for name, (files, budget) in BATCHES.items():
         # tee to the results share: a batch stopped by its budget still leaves its log.
@@ -203,7 +215,26 @@ def vm():
                 guest = f.read().strip()
         except OSError:
             guest = ""
-    yield {"batches": batches, "output": output, "rc": rc, "seconds": seconds, "guest": guest}
+        try:
+            with open(os.path.join(out_dir, "rootfs-cache.txt")) as f:
+                rootfs_cache = f.read().strip()
+        except OSError:
+            rootfs_cache = "(the guest wrote nothing)"
+    yield {"batches": batches, "output": output, "rc": rc, "seconds": seconds, "guest": guest,
+           "rootfs_cache": rootfs_cache}
+
+
+def check_rootfs_cache(vm):
+    """The rootfs batch needs the host's cached build, and the guest must have seen it:
+    with no network there, a guest that did not would skip every test, which says nothing."""
+    import glob
+    host = sorted(glob.glob(os.path.join(ROOTFS_CACHE, "*", "config.json")))
+    if not host:
+        pytest.skip(f"no cached test rootfs on the host under {ROOTFS_CACHE} (tests/rootfs_cache.py "
+                    "builds it from the mirror; the guest has no network to build one)")
+    seen = vm["rootfs_cache"].split()
+    assert all(p in seen for p in host), \
+        f"the guest cannot see the host's cached test rootfs {host} through its share of /: {vm['rootfs_cache']!r}"
 
 
 @pytest.mark.parametrize("batch", list(BATCHES))
@@ -217,6 +248,8 @@ def test_batch_passes_on_cgroup_v2(vm, batch, capsys):
             pytest.fail(reason + " (CK_REQUIRE_V2_VM=1: the v2 VM suite must run)")
         pytest.skip(reason)
     files, _ = BATCHES[batch]
+    if batch == "rootfs":
+        check_rootfs_cache(vm)
     b = vm["batches"][batch]
     where = f"batch {batch!r} ({' '.join(files)}) in the v2 VM"
     assert vm["guest"].split()[1:2] == ["2"], \
