@@ -72,7 +72,9 @@ def check_06_cgroups(c):
     assert "forks: pids.max held" in c["fork_bomb"] and "refused 0 forks" not in c["fork_bomb"]
     assert c["processes_after_bomb"] <= 3  # init, the kernel (and at most a straggler)
     assert c["monitor"] == "Monitor"
-    assert "10485760" in c["io_limit_file"]
+    # 10 MiB/s in the file, unless the workspace is on no block device (the v2 VM's tmpfs /tmp)
+    io = c["io_limit_file"]
+    assert "10485760" in io or "no block device" in io, io
 
 
 def check_07_network_namespaces(c):
