@@ -82,7 +82,10 @@ def timed_stats(srv):
 def assert_serves(srv):
     seconds, reply = timed_stats(srv)
     assert reply["ok"] and reply["stats"]["memory"]["limit"] == 512 * MiB
-    assert seconds < 1, f"a stats request took {seconds:.2f} s"
+    # Not a timing of the server (benchmarks/ are): a server that waited on one of the
+    # abusive clients would take at least its protocol.TIMEOUT; serving what was queued
+    # first took up to 1.7 s on this 2-core machine under load.
+    assert seconds < protocol.TIMEOUT, f"a stats request took {seconds:.2f} s"
 
 
 def test_a_burst_of_10000_requests(server):
