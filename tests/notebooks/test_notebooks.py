@@ -130,7 +130,7 @@ def test_notebook(name, notebook_kernel, workdir):
 
 def test_unanswered_exercises_say_so(notebook_kernel, workdir):
     """As committed (every answer still `...`) a notebook runs through, and no check passes."""
-    nb, claims, _ = execute(str(workdir / "01-processes.ipynb"), str(workdir), solutions=False)
+    nb, claims, _ = execute(str(workdir / "01-processes.ipynb"), str(workdir), solutions=False, slow=SLOW)
     assert not any(k.startswith("exercise:") for k in claims)
     checks = [c for c in nb.cells if "lesson.check(" in c.source]
     assert checks and all("Not answered yet" in "".join(o.get("text", "") for o in c.outputs)

@@ -10,7 +10,7 @@ they may use) and a root filesystem of their own. This notebook starts with the
 process itself: how one is made, and where the kernel shows what it knows of it.
 """),
     code("""
-import ctypes, errno, os, platform, threading
+import ctypes, errno, json, os, subprocess, sys, threading
 import lesson
 print("mode:", lesson.MODE)
 print("this kernel: PID", os.getpid(), "parent", os.getppid())
@@ -60,23 +60,37 @@ say what parent and child share, and what the child gets new:
 A container runtime calls `clone()` (or `unshare()`) with the `CLONE_NEW*` flags: that
 is where a container begins. Below we call the raw system call through `ctypes`: with
 only `SIGCHLD` it is exactly a fork. The child exits at once with status 7.
+
+We make the call in a fresh Python of its own, not in this kernel. A clone copies
+only the thread that calls it, and ipykernel runs a dozen threads: the copy can find
+the interpreter's lock held by a thread that did not come along, and wait for it
+forever. `os.fork()` repairs that in the child; a raw system call does not. Container
+runtimes meet the same problem, and so do their namespace work in a fresh
+single-threaded process (runc's `nsenter` runs before Go starts its threads).
 """),
     code("""
-# PyDLL: the call keeps the GIL, so the child (a copy of this one thread) holds it too.
-libc = ctypes.PyDLL(None, use_errno=True)
+CLONE = r'''
+import ctypes, errno, json, os, platform, sys
+libc = ctypes.CDLL(None, use_errno=True)
 SYS_clone = {"x86_64": 56, "aarch64": 220}[platform.machine()]
+pid = libc.syscall(SYS_clone, int(sys.argv[1]), 0, 0, 0, 0)
+if pid == 0:
+    os._exit(7)                    # the child
+if pid < 0:
+    print(json.dumps({"error": errno.errorcode[ctypes.get_errno()]}))
+else:
+    print(json.dumps({"pid": pid, "status": os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])}))
+'''
 SIGCHLD, CLONE_NEWUTS = 17, 0x04000000
 
 def raw_clone(flags):
-    pid = libc.syscall(SYS_clone, flags, 0, 0, 0, 0)
-    if pid == 0:
-        os._exit(7)                # the child: nothing of Python is safe to run here
-    return pid, ctypes.get_errno()
+    \"\"\"clone(flags) in a fresh, single-threaded Python: {"pid", "status"} or {"error"}.\"\"\"
+    out = subprocess.run([sys.executable, "-c", CLONE, str(flags)], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout)
 
-pid, _ = raw_clone(SIGCHLD)
-status = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
-print(f"clone(SIGCHLD): child PID {pid} exited with {status}")
-lesson.claim("clone_as_fork_status", status)
+child = raw_clone(SIGCHLD)
+print(f"clone(SIGCHLD): child PID {child['pid']} exited with {child['status']}")
+lesson.claim("clone_as_fork_status", child["status"])
 """),
     md("""
 Now ask for a new UTS namespace (its own hostname). In the container kernel this is
@@ -87,11 +101,10 @@ demos of later notebooks ask the launcher, outside, to start a sibling container
 """),
     code("""
 %%contained_only
-pid, err = raw_clone(CLONE_NEWUTS | SIGCHLD)
-if pid > 0:
-    os.waitpid(pid, 0)
-print("clone(CLONE_NEWUTS):", "made a child" if pid > 0 else f"refused: {errno.errorcode[err]} ({os.strerror(err)})")
-lesson.claim("clone_newuts", "child" if pid > 0 else errno.errorcode[err])
+child = raw_clone(CLONE_NEWUTS | SIGCHLD)
+err = child.get("error")
+print("clone(CLONE_NEWUTS):", f"refused: {err} ({os.strerror(getattr(errno, err))})" if err else "made a child")
+lesson.claim("clone_newuts", err or "child")
 """),
     md("""
 Threads are clones too, sharing almost everything (`CLONE_VM | CLONE_FS | CLONE_FILES |
