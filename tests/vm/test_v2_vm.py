@@ -57,6 +57,9 @@ BATCHES = {
                   "test_refused_in_the_container_kernel[fork_bomb]",
                   "--deselect", "tests/security/test_container_kernel.py::"
                   "test_refused_in_the_container_kernel[memory_ceiling]"], 720),
+    # The teaching notebooks on v2, their claims checked (each under 45 s here, emulated), and
+    # a restart and an interrupt seen by host PIDs.
+    "notebooks": (["tests/notebooks/test_notebooks.py", "tests/notebooks/test_restart.py"], 600),
     # A Debian rootfs on v2: the overlay rootfs through run and through a kernel. Last, so it
     # takes only what the batches above left. The guest has no network: it uses the host's
     # cached build (tests/rootfs_cache.py), seen through the read-only share of /. Its tmp
@@ -69,7 +72,7 @@ BATCHES = {
                420),
 }
 
-VM_TIMEOUT = int(os.environ.get("CK_V2VM_TIMEOUT", 1560))  # the whole VM part: under 26 minutes
+VM_TIMEOUT = int(os.environ.get("CK_V2VM_TIMEOUT", 1800))  # the whole VM part: under 30 minutes
 
 pytestmark = [
     pytest.mark.skipif(os.environ.get("CK_IN_V2_VM") == "1", reason="already inside the v2 VM"),
