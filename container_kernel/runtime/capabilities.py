@@ -36,7 +36,11 @@ def parse(names, option):
 
 
 def kept(add=(), drop=()):
-    """Docker's rule: the default set, plus --cap-add, less --cap-drop."""
+    """Docker's rule: the default set, plus --cap-add, less --cap-drop; and --cap-drop ALL
+    starts from none, so `--cap-drop ALL --cap-add CHOWN` keeps CHOWN alone (moby's
+    TweakCapabilities)."""
+    if set(NAMES) <= set(drop):
+        return tuple(n for n in NAMES if n in add)
     return tuple(n for n in NAMES if (n in DEFAULT or n in add) and n not in drop)
 
 

@@ -188,3 +188,16 @@ print(json.dumps(s.last._asdict()))""")
                 break
             time.sleep(0.05)
         assert not left, (ending, left)
+
+
+def test_a_sibling_keeps_the_kernels_capabilities_no_more(kernel_prefix):
+    """The same hardening as the kernel: its capability set (docker's less MKNOD), not none,
+    so a sibling can chroot as the kernel can, and not more."""
+    with kernel(KERNEL) as (km, kc):
+        r = value(kc, """
+import json
+from container_kernel import demo
+mine = next(l for l in open("/proc/self/status") if l.startswith("CapEff")).split()[1]
+theirs = demo.run(["grep", "CapEff", "/proc/self/status"]).stdout.split()[1]
+print(json.dumps([mine, theirs]))""")
+        assert r[0] == r[1] and int(r[0], 16) != 0
