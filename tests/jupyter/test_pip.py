@@ -10,6 +10,8 @@ import time
 
 import pytest
 
+from container_kernel.runtime import package_layer
+
 from tests import pip_index
 from tests.helpers import ck
 from tests.jupyter.test_kernel import kernel, run
@@ -161,10 +163,13 @@ def test_a_second_kernel_on_the_layer_waits_its_turn(pip_kernel, index, store):
         slow = threading.Thread(target=pip, args=(kc1, f"install --find-links {index.url} --trusted-host {index.addr} --no-index "
                                                         "--no-build-isolation ck_slow"))
         slow.start()
-        holder = store / "packages" / KS / "holder"
-        deadline = time.monotonic() + 30
-        while not (holder.exists() and "%pip install" in holder.read_text()) and time.monotonic() < deadline:
+        # The lock held, not the holder file: that one stays, stale, after an earlier %pip.
+        layer = str(store / "packages" / KS)
+        first = km1.provisioner.container_id
+        deadline = time.monotonic() + 60
+        while first not in (package_layer.view(layer).holder or "") and time.monotonic() < deadline:
             time.sleep(0.1)
+        assert first in (package_layer.view(layer).holder or ""), "the first %pip never took the layer"
         reply, out = pip(kc2, f"install --find-links {index.url} --trusted-host {index.addr} --no-index ck_hello")
         slow.join(60)
         assert reply["status"] == "error" and "is in use by kernel" in reply["evalue"], reply
