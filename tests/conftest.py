@@ -3,13 +3,23 @@
 The leftovers check judges only this run: what the host held before it began (a
 kernel force-killed last week, another user's container) is snapshotted at the
 start, reported with `container-kernel gc` as the fix, and not counted."""
+import os
+
 from tests import helpers
 
 _before = set()
+_layers_before = set()
+
+
+def _package_layers():
+    """{name: view} of the store's package layers (a kernel start makes its kernelspec's)."""
+    from container_kernel.runtime import package_layer
+    return {layer.name: layer for layer in package_layer.layers()}
 
 
 def pytest_sessionstart(session):
     _before.update(helpers.leftovers())
+    _layers_before.update(_package_layers())
 
 
 def ours():
@@ -39,7 +49,17 @@ def pytest_terminal_summary(terminalreporter):
         f"{n['passed']} passed, {n['failed'] + n['error']} failed, {n['skipped']} skipped")
 
 
+def _remove_our_empty_layers():
+    """The empty package layers this run's kernels made for its kernelspecs; a layer that
+    holds packages, or that was there before, is not ours to remove."""
+    from container_kernel.runtime import store
+    for name, layer in _package_layers().items():
+        if name not in _layers_before and not layer.holder and not os.listdir(layer.prefix):
+            store.remove_tree(layer.path)
+
+
 def pytest_sessionfinish(session, exitstatus):
+    _remove_our_empty_layers()
     # Leftovers make the run fail: nothing of a container this run made may remain.
     if ours() and session.exitstatus == 0:
         session.exitstatus = 1
