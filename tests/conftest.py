@@ -54,8 +54,11 @@ def _remove_our_empty_layers():
     holds packages, or that was there before, is not ours to remove."""
     from container_kernel.runtime import store
     for name, layer in _package_layers().items():
-        if name not in _layers_before and not layer.holder and not os.listdir(layer.prefix):
-            store.remove_tree(layer.path)
+        try:
+            if name not in _layers_before and not layer.holder and not os.listdir(layer.prefix):
+                store.remove_tree(layer.path)
+        except OSError:  # gone already, or not ours to read: left as it is
+            continue
 
 
 def pytest_sessionfinish(session, exitstatus):
