@@ -86,7 +86,6 @@ def take(spec):
     lock's fd (keep it while the container lives), or None without a layer."""
     if spec.rootfs.kind != "overlay" or not spec.rootfs.layer:
         return None
-    import fcntl
     from . import store
     name, path = spec.rootfs.layer, store.layer_dir(spec.rootfs.layer)
     config = _layer_config(path)
@@ -100,15 +99,25 @@ def take(spec):
         raise ContainerError(f"--persist: the layer {name!r} belongs to the rootfs "
                              f"{config.get('rootfs')!r} ({config.get('rootfs_path')}), not to "
                              f"{spec.rootfs.name!r}: use another layer name")
+    fd = lock_layer(path, f"{spec.id} (pid {os.getpid()})")
+    if fd is None:
+        raise ContainerError(f"--persist: the layer {name!r} is in use by {_holder(path) or 'another container'}: "
+                             "one writer at a time; stop that kernel, or use another layer name")
+    return fd
+
+
+def lock_layer(path, holder):
+    """A layer's one-writer flock, for --persist and package layers alike: its fd (close it
+    to release), with `holder` written for _holder to name; None if someone holds it."""
+    import fcntl
     fd = os.open(os.path.join(path, "lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
-        raise ContainerError(f"--persist: the layer {name!r} is in use by {_holder(path) or 'another container'}: "
-                             "one writer at a time; stop that kernel, or use another layer name") from None
+        return None
     with open(os.path.join(path, "holder"), "w") as f:
-        f.write(f"{spec.id} (pid {os.getpid()})\n")
+        f.write(holder + "\n")
     return fd
 
 

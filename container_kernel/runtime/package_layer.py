@@ -81,18 +81,12 @@ def of_spec(spec):
 def lock(path, holder):
     """Take the layer's one writer's flock; returns its fd (close it to release). One line
     naming who holds it if someone does."""
-    import fcntl
     from . import overlay
-    fd = os.open(os.path.join(path, "lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
+    fd = overlay.lock_layer(path, holder)
+    if fd is None:
         raise ContainerError(f"the package layer {path} is in use by "
                              f"{overlay._holder(path) or 'another kernel'}: one writer at a time; "
-                             "wait until its %pip ends") from None
-    with open(os.path.join(path, "holder"), "w") as f:
-        f.write(holder + "\n")
+                             "wait until its %pip ends")
     return fd
 
 
