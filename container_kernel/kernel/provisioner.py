@@ -90,14 +90,17 @@ class ContainerProvisioner(LocalProvisioner):
         deadline = started + START_TIMEOUT
         word = None
         while time.monotonic() < deadline:
-            if self.process is not None and self.process.poll() is not None:
-                return  # died: jupyter_client reports a dead kernel as usual
+            # Read before testing death: a launcher that says why and exits can be
+            # dead by the time we look (so CI lost "in use by" once, under load).
+            dead = self.process is not None and self.process.poll() is not None
             if word is None and os.path.exists(status):
                 with open(status) as f:
                     word, _, message = f.read().strip().partition(" ")
                 _remove_file(status)
                 if word == "error":
                     raise RuntimeError(f"{self.kernel_spec.display_name} could not start: {message}")
+            if dead:
+                return  # died: jupyter_client reports a dead kernel as usual
             if word is not None and all(os.path.exists(p) for p in self._socket_paths()):
                 return
             # Often at first, then less: a hundred kernels starting at once must not spend
