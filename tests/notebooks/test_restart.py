@@ -24,7 +24,18 @@ def test_restart_makes_a_new_container_and_interrupt_does_not(notebook_kernel, w
         kc.start_channels()
         kc.wait_for_ready(timeout=60)
         before = host_view(kc)
+        # Interrupt a running cell, as Kernel > Interrupt does. Not an idle kernel: its
+        # interrupt can land in the next cell (a CI-like run lost that race). Not at "busy"
+        # either: ipykernel arms its SIGINT handler only after it said busy, so wait for
+        # the cell's own word that it runs.
+        msg_id = kc.execute("import time; print('sleeping', flush=True); time.sleep(60)")
+        while not (lambda m: m["parent_header"].get("msg_id") == msg_id and m["msg_type"] == "stream"
+                   and "sleeping" in m["content"]["text"])(kc.get_iopub_msg(timeout=30)):
+            pass
         km.interrupt_kernel()
+        reply = kc.get_shell_msg(timeout=30)
+        assert reply["parent_header"]["msg_id"] == msg_id
+        assert reply["content"]["status"] == "error" and reply["content"]["ename"] == "KeyboardInterrupt"
         assert host_view(kc) == before
         km.restart_kernel(now=False)
         kc.wait_for_ready(timeout=60)
