@@ -45,6 +45,8 @@ CONTROL_ENV = "CK_CONTROL"             # the control socket's path
 PREVIOUS_EXIT_ENV = "CK_PREVIOUS_EXIT"  # why the previous kernel died, shown at the first cell
 UNCONFINED_ENV = "CK_UNCONFINED"        # degraded mode: why this kernel is NOT contained
 PACKAGES_ENV = "CK_PACKAGES"            # where the package layer is bound (read-only), if any
+READY_ENV = "CK_READY_FILE"             # a file the extension creates once loaded: the kernel is
+                                        # ready (the provisioner waits for it: kernel/provisioner.py)
 
 MAX_LINE = 64 * 1024   # a request is a few hundred bytes: anything longer is refused
 MAX_REPLY = 16 << 20   # a reply (ps of many processes) may be long, but not without end

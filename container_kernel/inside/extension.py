@@ -64,6 +64,20 @@ def load(ip):
     magics.register(ip)
     pip_magic.register(ip)  # after IPython's own %pip: ours replaces it in a container kernel
     usage.register(ip)
+    say_ready()
+
+
+def say_ready():
+    """Tell the provisioner that this kernel is ready (the extension is loaded last: only
+    ipykernel's event loop is left to start). Without the word it waits only for the
+    sockets, and a client asks a half-started kernel kernel_info every second, each
+    request answered later, at a cost to the kernel and the server (kernel/provisioner.py)."""
+    path = os.environ.pop(protocol.READY_ENV, None)  # not for the cells' subprocesses
+    if path:
+        try:
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600))
+        except OSError:
+            pass  # the provisioner then goes by the sockets alone
 
 
 def unload(ip):

@@ -34,6 +34,7 @@ from . import kernelspec, packages
 # What ipykernel itself reads from the environment, passed on when set.
 PASS_ENV = ("JPY_SESSION_NAME",)
 STATUS = "status"
+READY = "ready"  # made by the kernel's extension once loaded (protocol.READY_ENV)
 
 
 class Prepared(namedtuple("Prepared", "args spec env conn inner sockets own_sockets inner_file "
@@ -138,6 +139,7 @@ def prepare(argv):
     # parent (it would see init and quit: "Parent appears to have exited") nor prints
     # the console-only connection banner. Die-with-parent is done by the launcher.
     env.append(("JPY_PARENT_PID", "1"))
+    env.append((P.READY_ENV, os.path.join(sockets, READY)))
     control_path = os.path.join(sockets, f"control-{cid}.sock")  # beside the kernel's sockets
     spec = S.build(args.options, command, volumes=volumes,
                    env=env + [(P.CONTROL_ENV, control_path)], cwd=cwd, cid=cid)

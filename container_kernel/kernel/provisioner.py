@@ -23,10 +23,20 @@ from jupyter_client.provisioning import LocalProvisioner
 from ..runtime import rundir
 from ..runtime import spec as S
 from ..runtime.host import containment_problem
+from . import dirwatch
 from .kernelspec import kernel_argv, read_argv
-from .launch import STATUS, exit_record_path, socket_dir
+from .launch import READY, STATUS, exit_record_path, socket_dir
 
 START_TIMEOUT = 60  # seconds for the launcher to create the container
+READY_GRACE = 20  # seconds from the sockets to the extension's word, before we go by the sockets
+
+
+def _pidfd(process):
+    """A pidfd of the launcher (readable once it exits), or None where there is none."""
+    try:
+        return os.pidfd_open(process.pid) if process is not None else None
+    except OSError:  # it is gone already, or a kernel before Linux 5.3
+        return None
 
 
 def _remove_file(path):
@@ -42,6 +52,7 @@ class ContainerProvisioner(LocalProvisioner):
         self.socket_dir = None  # made at the first launch, kept across restarts
         self.container_id = None  # of the current launch: a restart is a new container
         self._at_exit = None      # the socket dir's removal at exit, unregistered at cleanup
+        self.start_ended = None   # how the last start's wait ended: ready, sockets (no word), dead
 
     async def pre_launch(self, **kwargs):
         # The kernelspec's argv is its one source of truth: the options are read from it.
@@ -74,6 +85,7 @@ class ContainerProvisioner(LocalProvisioner):
 
     async def launch_kernel(self, cmd, **kwargs):
         _remove_file(os.path.join(self.socket_dir, STATUS))
+        _remove_file(os.path.join(self.socket_dir, READY))
         return await super().launch_kernel(cmd, **kwargs)
 
     async def post_launch(self, **kwargs):
@@ -83,9 +95,30 @@ class ContainerProvisioner(LocalProvisioner):
         ipc sockets appear as files when ipykernel binds them: a client that connects
         before that retries only every 100 ms, each channel on its own timer, so its
         iopub subscription can trail the first execute and miss its busy/idle (a
-        jupyter console that waits for ever). So the start ends when they all exist."""
+        jupyter console that waits for ever). So the start ends when they all exist, and
+        the kernel's extension has said it is ready (READY_GRACE without its word).
+
+        Woken by inotify when a file appears in the socket dir and by a pidfd when the
+        launcher dies, not by polling: a hundred kernels starting at once must not spend
+        the server's CPU on looking (dirwatch.py)."""
         await super().post_launch(**kwargs)
+        loop = asyncio.get_running_loop()
+        async with dirwatch.Watch(self.socket_dir) as watch:
+            pidfd = _pidfd(self.process)
+            if pidfd is not None:
+                loop.add_reader(pidfd, watch.wake)
+            try:
+                await self._await_word(watch)
+            finally:
+                if pidfd is not None:
+                    loop.remove_reader(pidfd)
+                    os.close(pidfd)
+
+    async def _await_word(self, watch):
+        self.start_ended = None
         status = os.path.join(self.socket_dir, STATUS)
+        ready = os.path.join(self.socket_dir, READY)
+        bound = None  # when the sockets were all there
         started = time.monotonic()
         deadline = started + START_TIMEOUT
         word = None
@@ -100,12 +133,22 @@ class ContainerProvisioner(LocalProvisioner):
                 if word == "error":
                     raise RuntimeError(f"{self.kernel_spec.display_name} could not start: {message}")
             if dead:
+                self.start_ended = "dead"
                 return  # died: jupyter_client reports a dead kernel as usual
             if word is not None and all(os.path.exists(p) for p in self._socket_paths()):
-                return
-            # Often at first, then less: a hundred kernels starting at once must not spend
-            # the server's CPU on polling (5 ms each cost 6-11 CPU-s a hundred).
-            await asyncio.sleep(0.005 if time.monotonic() - started < 0.5 else 0.05)
+                # Bound is not ready: ipykernel still builds its shell, and our extension
+                # says when it is done. Without its word (an extension that failed to
+                # load), the sockets suffice after a grace.
+                bound = bound or time.monotonic()
+                if os.path.lexists(ready) or time.monotonic() - bound > READY_GRACE:
+                    self.start_ended = "ready" if os.path.lexists(ready) else "sockets"
+                    _remove_file(ready)
+                    return
+            if watch.live:  # an event wakes us; a second at most, should one be lost
+                await watch.wait(min(1.0, deadline - time.monotonic()))
+                await asyncio.sleep(0.002)  # at most a look every 2 ms, whatever the dir's writer does
+            else:  # no inotify: poll, often at first, then less
+                await asyncio.sleep(0.005 if time.monotonic() - started < 0.5 else 0.05)
 
     def _socket_paths(self):
         km = self.parent

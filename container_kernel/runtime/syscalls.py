@@ -184,3 +184,24 @@ def set_name(name):
 def sethostname(name):
     data = name.encode()
     _check(_libc.sethostname(data, ctypes.c_size_t(len(data))), "sethostname")
+
+
+# inotify(7): the provisioner waits for a kernel's files without polling (kernel/dirwatch.py)
+IN_NONBLOCK = os.O_NONBLOCK
+IN_CLOEXEC = os.O_CLOEXEC
+IN_CREATE = 0x100
+IN_MOVED_TO = 0x80
+IN_Q_OVERFLOW = 0x4000
+IN_IGNORED = 0x8000
+
+
+def inotify_init1(flags):
+    return _check(_libc.inotify_init1(ctypes.c_int(flags)), "inotify_init1")
+
+
+def inotify_add_watch(fd, path, mask):
+    return _check(_libc.inotify_add_watch(fd, _b(path), ctypes.c_uint32(mask)), f"inotify_add_watch {path}")
+
+
+def inotify_rm_watch(fd, wd):
+    return _check(_libc.inotify_rm_watch(fd, wd), "inotify_rm_watch")

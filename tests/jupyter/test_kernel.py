@@ -60,6 +60,9 @@ def notebook_dir(tmp_path):
 def test_protocol(kernel_prefix, notebook_dir, name):
     with kernel(name, notebook_dir) as (km, kc):
         assert km.transport == ("ipc" if name == "ck-test-default" else "tcp")
+        # The provisioner's start ended on the extension's word that the kernel is ready, not
+        # on the sockets alone (a client would then ask a half-started kernel every second).
+        assert getattr(km.provisioner, "start_ended", None) == ("ready" if name == "ck-test-default" else None)
         reply, out = run(kc, "x = 41\nprint(x + 1)")
         assert reply["status"] == "ok" and out["stdout"] == "42\n"
         # display_data
@@ -102,6 +105,7 @@ def test_protocol(kernel_prefix, notebook_dir, name):
         before = json.loads(run(kc, "import json\ninfo = %container_info --json\nprint(json.dumps(info))")[1]["stdout"])
         km.restart_kernel(now=False)
         kc.wait_for_ready(timeout=60)
+        assert getattr(km.provisioner, "start_ended", None) == ("ready" if name == "ck-test-default" else None)
         reply, out = run(kc, "print('x' in dir())")
         assert out["stdout"] == "False\n"
         after = json.loads(run(kc, "import json\ninfo = %container_info --json\nprint(json.dumps(info))")[1]["stdout"])
@@ -145,6 +149,7 @@ open('written-inside.txt', 'w').write('ok')
     assert facts["around"] == [notebook_dir.name]  # only the notebook dir of the tree around it
     assert facts["ppid"] == 1
     assert not {"JUPYTER_RUNTIME_DIR", "SSH_AUTH_SOCK", "PWD", "OLDPWD"} & set(facts["env"])
+    assert "CK_READY_FILE" not in facts["env"]  # the extension's word is said once, not by the cells
 
 
 def test_oom_kills_the_kernel_and_the_restarted_kernel_says_so(kernel_prefix, notebook_dir):
