@@ -160,16 +160,17 @@ def cmd_gc(argv):
     return 0 if all(s.id in removed for s in found) else 1
 
 
-# command -> (module, function); a command's module is imported only when it runs.
+# command -> its function here, or "module:function" elsewhere, imported only when it runs
+# (the kernel's launcher is on every kernel's start path: it imports nothing it does not use).
 COMMANDS = {
-    "run": (None, "cmd_run"),
-    "doctor": (None, "cmd_doctor"),
-    "ps": (None, "cmd_ps"),
-    "gc": (None, "cmd_gc"),
-    "install": ("container_kernel.kernel.kernelspec", "cmd_install"),
-    "kernel": ("container_kernel.kernel.launch", "cmd_kernel"),
-    "rootfs": ("container_kernel.rootfs_cli", "cmd_rootfs"),
-    "packages": ("container_kernel.packages_cli", "cmd_packages"),
+    "run": cmd_run,
+    "doctor": cmd_doctor,
+    "ps": cmd_ps,
+    "gc": cmd_gc,
+    "install": "container_kernel.kernel.kernelspec:cmd_install",
+    "kernel": "container_kernel.kernel.launch:cmd_kernel",
+    "rootfs": "container_kernel.rootfs_cli:cmd_rootfs",
+    "packages": "container_kernel.packages_cli:cmd_packages",
 }
 
 
@@ -191,14 +192,15 @@ def main(argv=None):
         print(f"{PROG}: unknown command {argv[0]!r}: use one of {', '.join(COMMANDS)}",
               file=sys.stderr)
         return USAGE
-    module, function = COMMANDS[argv[0]]
+    command = COMMANDS[argv[0]]
     try:
-        if function == "cmd_run":  # run: exit the process itself when it is the program
+        if command is cmd_run:  # run: exit the process itself when it is the program
             return cmd_run(argv[1:], exit_now=as_program)
-        if module is None:
-            return globals()[function](argv[1:])
-        import importlib
-        return getattr(importlib.import_module(module), function)(argv[1:])
+        if isinstance(command, str):
+            import importlib
+            module, _, name = command.partition(":")
+            command = getattr(importlib.import_module(module), name)
+        return command(argv[1:])
     except ContainerError as e:
         print(f"{PROG}: {e}", file=sys.stderr)
         return e.exit_code
