@@ -18,18 +18,21 @@ from .. import protocol
 from ..runtime import procfs
 from . import facts, magics, packages, pip_magic, usage
 
-_state = {}
 
+class _FirstExecution:
+    """A pre_run_cell callback that speaks once, at the first cell, then unregisters itself:
+    why the previous kernel died, and a degraded mode's warning."""
 
-def _first_execution(*args):
-    ip = _state.get("ip")
-    if ip is not None:
-        ip.events.unregister("pre_run_cell", _first_execution)
-    notices = [os.environ.get(protocol.PREVIOUS_EXIT_ENV),
-               facts.unconfined_reason() and facts.warning_banner()]
-    for notice in notices:
-        if notice:
-            print(notice, file=sys.stderr)
+    def __init__(self, ip):
+        self.ip = ip
+
+    def __call__(self, *args):
+        self.ip.events.unregister("pre_run_cell", self)
+        notices = [os.environ.get(protocol.PREVIOUS_EXIT_ENV),
+                   facts.unconfined_reason() and facts.warning_banner()]
+        for notice in notices:
+            if notice:
+                print(notice, file=sys.stderr)
 
 
 def limit_address_space():
@@ -49,12 +52,11 @@ def limit_address_space():
 
 
 def load(ip):
-    _state["ip"] = ip
     limit_address_space()
     packages.add_layer()  # what %pip installed, after the kernel's own packages
     pip_magic.install_network_notice()
     if os.environ.get(protocol.PREVIOUS_EXIT_ENV) or facts.unconfined_reason():
-        ip.events.register("pre_run_cell", _first_execution)
+        ip.events.register("pre_run_cell", _FirstExecution(ip))
     if facts.unconfined_reason():
         print(facts.warning_banner(), file=sys.__stderr__)
     elif not facts.in_container():  # %load_ext in some other kernel: say so where it was typed
@@ -81,7 +83,6 @@ def say_ready():
 
 
 def unload(ip):
-    try:
-        ip.events.unregister("pre_run_cell", _first_execution)
-    except ValueError:
-        pass
+    for callback in list(ip.events.callbacks["pre_run_cell"]):
+        if isinstance(callback, _FirstExecution):
+            ip.events.unregister("pre_run_cell", callback)
