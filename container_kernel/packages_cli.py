@@ -21,16 +21,14 @@ def cmd_packages(argv):
     if sub == "ls":
         if rest not in ([], ["--json"]):
             raise usage(f"packages ls: takes only --json, got {rest[0]!r}")
-        items = package_layer.layers()
-        if rest:
-            import json
-            print(json.dumps([x._asdict() for x in items], indent=1))
-            return 0
+        from . import listing
         from .runtime.parse import human_bytes
-        print(f"{'KERNEL':24}{'SIZE':>10}  {'IN USE':24}PATH")
-        for x in items:
-            print(f"{x.name:24}{human_bytes(x.size):>10}  {x.holder or '-':24}{x.prefix}")
-        return 0
+        return listing.show(package_layer.layers(), [
+            ("KERNEL", 24, lambda x: x.name),
+            ("SIZE", -10, lambda x: human_bytes(x.size)),
+            ("IN USE", 24, lambda x: x.holder or "-"),
+            ("PATH", None, lambda x: x.prefix),
+        ], bool(rest))
     if sub in ("rm", "reset"):
         if len(rest) != 1 or rest[0].startswith("-"):
             raise usage(f"packages {sub}: takes one KERNEL (a kernelspec name), got {len(rest)} "

@@ -81,35 +81,31 @@ def _import(argv):
 
 
 def _ls(argv):
+    from . import listing
     from .runtime import store
     from .runtime.parse import human_bytes
     given, _ = _args("ls", argv, flags=("--json",), positional=0)
-    items = store.entries()
-    if "--json" in given:
-        import json
-        print(json.dumps([dict(e.config, name=e.name, path=e.path) for e in items], indent=1))
-        return 0
-    print(f"{'NAME':20}{'KIND':8}{'SIZE':>10}  {'OS':34}PATH")
-    for e in items:
-        c = e.config
-        print(f"{e.name:20}{c.get('kind', '?'):8}{human_bytes(c.get('size')) if c.get('size') else '-':>10}  "
-              f"{(c.get('os_release') or '-')[:33]:34}{e.path}")
-    return 0
+    return listing.show(store.entries(), [
+        ("NAME", 20, lambda e: e.name),
+        ("KIND", 8, lambda e: e.config.get("kind", "?")),
+        ("SIZE", -10, lambda e: human_bytes(e.config["size"]) if e.config.get("size") else "-"),
+        ("OS", 34, lambda e: (e.config.get("os_release") or "-")[:33]),
+        ("PATH", None, lambda e: e.path),
+    ], "--json" in given, record=lambda e: dict(e.config, name=e.name, path=e.path))
 
 
 def _layers(argv):
+    from . import listing
     from .runtime import overlay
     from .runtime.parse import human_bytes
     given, _ = _args("layers", argv, flags=("--json",), positional=0)
-    items = overlay.layers()
-    if "--json" in given:
-        import json
-        print(json.dumps([x._asdict() for x in items], indent=1))
-        return 0
-    print(f"{'LAYER':20}{'ROOTFS':20}{'SIZE':>10}  {'IN USE':14}PATH")
-    for x in items:
-        print(f"{x.name:20}{x.rootfs:20}{human_bytes(x.size):>10}  {x.holder or '-':14}{x.path}")
-    return 0
+    return listing.show(overlay.layers(), [
+        ("LAYER", 20, lambda x: x.name),
+        ("ROOTFS", 20, lambda x: x.rootfs),
+        ("SIZE", -10, lambda x: human_bytes(x.size)),
+        ("IN USE", 14, lambda x: x.holder or "-"),
+        ("PATH", None, lambda x: x.path),
+    ], "--json" in given)
 
 
 def _rm(argv):
