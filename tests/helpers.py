@@ -1,4 +1,5 @@
 """Shared by the test layers: run the real CLI, probe a container, gate on host capabilities."""
+import contextlib
 import glob
 import json
 import os
@@ -29,6 +30,28 @@ requires_cgroups = pytest.mark.skipif(not (IS_ROOT and CGROUP), reason="needs ro
 def ck(*args, timeout=60, **kw):
     """Run `container-kernel ARGS` and return the CompletedProcess (text mode)."""
     return subprocess.run([CK, *args], capture_output=True, text=True, timeout=timeout, **kw)
+
+
+def install_kernels(prefix, specs):
+    """`container-kernel install` of each {name: [options]} into prefix (the real CLI, as
+    a user would); returns the prefix's share/jupyter, for JUPYTER_PATH."""
+    for name, options in specs.items():
+        r = ck("install", "--prefix", str(prefix), "--name", name, *options)
+        assert r.returncode == 0, r.stderr
+    return str(os.path.join(prefix, "share/jupyter"))
+
+
+@contextlib.contextmanager
+def environ(**values):
+    """os.environ with these set for the block (None unsets one), as it was after."""
+    old = {name: os.environ.get(name) for name in values}
+    try:
+        for name, value in values.items():
+            os.environ.pop(name, None) if value is None else os.environ.__setitem__(name, str(value))
+        yield
+    finally:
+        for name, value in old.items():
+            os.environ.pop(name, None) if value is None else os.environ.__setitem__(name, value)
 
 
 def probe(*options):

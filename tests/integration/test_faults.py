@@ -9,7 +9,7 @@ import tempfile
 
 import pytest
 
-from tests.helpers import CK, ck, requires_cgroups, requires_root
+from tests.helpers import CK, ck, environ, requires_cgroups, requires_root
 
 RUN_BASE = "/run/container-kernel"
 
@@ -61,19 +61,12 @@ def test_a_kernelspec_whose_python_is_gone_says_so(tmp_path):
     spec = json.loads(path.read_text())
     spec["argv"][0] = str(tmp_path / "removed-venv/bin/python")
     path.write_text(json.dumps(spec))
-    old = os.environ.get("JUPYTER_PATH")
-    os.environ["JUPYTER_PATH"] = str(prefix / "share/jupyter")
     before = made()
-    try:
+    with environ(JUPYTER_PATH=prefix / "share/jupyter"):
         km = KernelManager(kernel_name="ck-gone")
         with pytest.raises(RuntimeError, match="its Python .* is gone") as e:
             km.start_kernel()
         assert "\n" not in str(e.value)
-    finally:
-        if old is None:
-            del os.environ["JUPYTER_PATH"]
-        else:
-            os.environ["JUPYTER_PATH"] = old
     assert made() == before
 
 

@@ -6,7 +6,7 @@ import time
 import pytest
 from jupyter_client import KernelManager
 
-from tests.helpers import IS_ROOT, SLOW, ck
+from tests.helpers import IS_ROOT, SLOW, environ, install_kernels
 from tests.jupyter.test_kernel import run
 from tests.rootfs_cache import debian_rootfs  # noqa: F401
 
@@ -17,20 +17,11 @@ pytestmark = pytest.mark.skipif(not IS_ROOT, reason="the container kernel tests 
 def rootfs_kernels(tmp_path_factory, debian_rootfs):  # noqa: F811
     prefix = tmp_path_factory.mktemp("rootfs-prefix")
     store = tmp_path_factory.mktemp("rootfs-store")
-    for name, opts in (("ck-rootfs", []), ("ck-rootfs-persist", ["--persist", "nb"]),
-                       ("ck-host", [])):
-        rootfs = [] if name == "ck-host" else ["--rootfs", debian_rootfs]
-        r = ck("install", "--prefix", str(prefix), "--name", name, *rootfs, *opts)
-        assert r.returncode == 0, r.stderr
-    old = {k: os.environ.get(k) for k in ("JUPYTER_PATH", "CK_STORE")}
-    os.environ["JUPYTER_PATH"] = str(prefix / "share/jupyter")
-    os.environ["CK_STORE"] = str(store)  # the --persist layer lands here
-    yield store
-    for k, v in old.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+    share = install_kernels(prefix, {"ck-rootfs": ["--rootfs", debian_rootfs],
+                                     "ck-rootfs-persist": ["--rootfs", debian_rootfs, "--persist", "nb"],
+                                     "ck-host": []})
+    with environ(JUPYTER_PATH=share, CK_STORE=store):  # the --persist layer lands in the store
+        yield store
 
 
 def started(name):

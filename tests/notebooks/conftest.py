@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from tests.helpers import IS_ROOT, ck
+from tests.helpers import IS_ROOT, environ, install_kernels
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 NOTEBOOKS = os.path.join(REPO, "notebooks")
@@ -22,15 +22,8 @@ def notebook_kernel(tmp_path_factory):
     if not IS_ROOT:
         pytest.skip("the container kernel tests need root (rootless kernels are tested separately)")
     prefix = tmp_path_factory.mktemp("nb-jupyter-prefix")
-    r = ck("install", "--prefix", str(prefix), "--name", "container-python")
-    assert r.returncode == 0, r.stderr
-    old = os.environ.get("JUPYTER_PATH")
-    os.environ["JUPYTER_PATH"] = str(prefix / "share/jupyter")
-    yield prefix
-    if old is None:
-        del os.environ["JUPYTER_PATH"]
-    else:
-        os.environ["JUPYTER_PATH"] = old
+    with environ(JUPYTER_PATH=install_kernels(prefix, {"container-python": []})):
+        yield prefix
 
 
 @pytest.fixture
