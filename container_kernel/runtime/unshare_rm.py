@@ -71,6 +71,7 @@ def _line(data):
 def main(paths):
     """The helper. Exit 0 when every path is gone."""
     from . import syscalls as sc
+    from .rundir import remove_tree
     try:
         sc.unshare(sc.CLONE_NEWUSER)
     except OSError as e:
@@ -83,35 +84,11 @@ def main(paths):
         return 1  # the caller gave up: remove nothing unmapped
     for path in paths:
         try:
-            _remove_tree(path)
+            remove_tree(path, unshare=False)  # rundir's walk: never through a mount point
         except OSError as e:
             sys.stderr.write(f"{e.filename or path}: {os.strerror(e.errno)}\n")
             return 1
     return 0
-
-
-def _remove_tree(path):
-    """rundir.remove_tree's walk: never through a mount point, and gone is done."""
-    try:
-        entries = list(os.scandir(path))
-    except FileNotFoundError:
-        return
-    except NotADirectoryError:
-        entries = None
-    for entry in entries or ():
-        if entry.is_dir(follow_symlinks=False):
-            if not os.path.ismount(entry.path):
-                _remove_tree(entry.path)
-        else:
-            _gone(os.unlink, entry.path)
-    _gone(os.unlink if entries is None else os.rmdir, path)
-
-
-def _gone(remove, path):
-    try:
-        remove(path)
-    except FileNotFoundError:
-        pass
 
 
 if __name__ == "__main__":
