@@ -296,8 +296,10 @@ def _processes(state):
         return ()
     out = []
     for pid in pids:
-        uid = (procfs.status_field("Uid", pid) or "").split()
-        name = procfs.status_field("Name", pid)
-        if uid and name is not None:
-            out.append(P.SiblingProc(pid, procfs.nspid(pid), int(uid[1]), name))
+        # One read of its status: a process that exits meanwhile (a sibling ending as we
+        # look) is left out, never listed with a field missing.
+        fields = procfs.status_fields(pid, ("Uid", "Name", "NSpid"))
+        uid, nspid = fields.get("Uid", "").split(), fields.get("NSpid", "").split()
+        if len(uid) > 1 and nspid and "Name" in fields:
+            out.append(P.SiblingProc(pid, int(nspid[-1]), int(uid[1]), fields["Name"]))
     return tuple(out)

@@ -47,6 +47,17 @@ def status_field(field, pid="self"):
     return None
 
 
+def status_fields(pid, fields):
+    """{field: value} of /proc/<pid>/status from one read (a process that exits between two
+    reads is never half-seen); the fields it lacks are left out ({} if it is gone)."""
+    out = {}
+    for line in (read(f"/proc/{pid}/status") or "").splitlines():
+        name, _, value = line.partition(":")
+        if name in fields:
+            out[name] = value.strip()
+    return out
+
+
 def children(pid):
     """The PIDs of pid's children (their host PIDs, seen from the host)."""
     text = read(f"/proc/{pid}/task/{pid}/children") if pid else None
