@@ -11,6 +11,7 @@ import os
 from collections import namedtuple
 
 from . import cgroups, procfs
+from .paths import remove_tree_here as _remove_tree
 from .errors import ContainerError
 
 
@@ -258,28 +259,3 @@ def remove_tree(path, unshare=True):
             raise
         from . import unshare_rm
         unshare_rm.remove([path])
-
-
-def _remove_tree(path):
-    try:
-        entries = list(os.scandir(path))
-    except FileNotFoundError:
-        return
-    except NotADirectoryError:
-        _gone(os.unlink, path)
-        return
-    for entry in entries:
-        if entry.is_dir(follow_symlinks=False):
-            if os.path.ismount(entry.path):  # never delete through a mount point
-                continue
-            _remove_tree(entry.path)
-        else:
-            _gone(os.unlink, entry.path)
-    _gone(os.rmdir, path)
-
-
-def _gone(remove, path):
-    try:
-        remove(path)
-    except FileNotFoundError:
-        pass

@@ -71,7 +71,7 @@ def _line(data):
 def main(paths):
     """The helper. Exit 0 when every path is gone."""
     from . import syscalls as sc
-    from .rundir import remove_tree
+    from .paths import remove_tree_here
     try:
         sc.unshare(sc.CLONE_NEWUSER)
     except OSError as e:
@@ -84,7 +84,7 @@ def main(paths):
         return 1  # the caller gave up: remove nothing unmapped
     for path in paths:
         try:
-            remove_tree(path, unshare=False)  # rundir's walk: never through a mount point
+            remove_tree_here(path)  # never through a mount point, as rundir.remove_tree
         except OSError as e:
             sys.stderr.write(f"{e.filename or path}: {os.strerror(e.errno)}\n")
             return 1
