@@ -333,7 +333,26 @@ def profile_launcher(load, out, prefix):
     return {"ready": mine, "failures": failures, "cpu": cpu, "start_cpu": start.total_tt, "life_cpu": life.total_tt}
 
 
+def remove_our_empty_layers(before):
+    """The empty package layers our kernelspecs' kernels made in the store (a kernel start
+    makes its kernelspec's layer): gone with the benchmark, unless they were there before."""
+    from container_kernel.runtime import package_layer, store
+    for layer in package_layer.layers():
+        if (layer.name.startswith("bench-ck") and layer.name not in before and not layer.holder
+                and not os.listdir(layer.prefix)):
+            store.remove_tree(layer.path)
+
+
 def main():
+    from container_kernel.runtime import package_layer
+    before = {layer.name for layer in package_layer.layers()}
+    try:
+        bench(parse_args())
+    finally:
+        remove_our_empty_layers(before)
+
+
+def parse_args():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=10)
     ap.add_argument("--executes", type=int, default=50)
@@ -346,7 +365,10 @@ def main():
                     help="container kernels starting alongside the profiled one")
     ap.add_argument("--profile-out", metavar="FILE", help="where the launcher's profile goes")
     ap.add_argument("--json")
-    args = ap.parse_args()
+    return ap.parse_args()
+
+
+def bench(args):
     if os.geteuid() != 0:
         sys.exit("bench_kernel: run as root (rootless kernels are measured separately)")
     subprocess.run([sys.executable, "-m", "compileall", "-q", os.path.join(HERE, "..", "container_kernel")])
