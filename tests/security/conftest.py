@@ -156,8 +156,10 @@ def sec_kernelspecs(sec_host):
     name = f"ck-sec-{os.getpid()}"
     r = ck("install", "--prefix", str(prefix), "--name", name, "--display-name", "CK security")
     assert r.returncode == 0, r.stderr
+    # TMPDIR: ipykernel install leaves its empty tmpXXXX_kernels dir behind; here, not in /tmp.
     r = subprocess.run([sys.executable, "-m", "ipykernel", "install", "--prefix", str(prefix),
-                        "--name", "plain-sec"], check=False, capture_output=True, text=True)
+                        "--name", "plain-sec"], check=False, capture_output=True, text=True,
+                       env=dict(os.environ, TMPDIR=str(sec_host["base"])))
     assert r.returncode == 0, r.stderr
     kernels = prefix / "share/jupyter/kernels"
     spec = json.loads((kernels / name / "kernel.json").read_text())
