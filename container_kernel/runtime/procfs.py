@@ -41,10 +41,7 @@ def read(path):
 
 def status_field(field, pid="self"):
     """One field of /proc/<pid>/status ("CapEff", "NSpid", "Uid", ...), or None."""
-    for line in (read(f"/proc/{pid}/status") or "").splitlines():
-        if line.startswith(field + ":"):
-            return line.split(":", 1)[1].strip()
-    return None
+    return status_fields(pid, (field,)).get(field)
 
 
 def status_fields(pid, fields):
