@@ -89,15 +89,20 @@ def children(pid):
         return []
 
 
+def comm(pid):
+    """A process's name, or None once it is gone."""
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
 def init_of(launcher_pid):
     """The container's init among a launcher's children (its reaper is the other one)."""
     for pid in children(launcher_pid):
-        try:
-            with open(f"/proc/{pid}/comm") as f:
-                if f.read().strip() == "ck-init":
-                    return pid
-        except OSError:
-            continue
+        if comm(pid) == "ck-init":
+            return pid
     raise AssertionError(f"launcher {launcher_pid} has no ck-init child")
 
 

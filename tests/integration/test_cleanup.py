@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from tests.helpers import CK, alive, children, ck, init_of, requires_root, start
+from tests.helpers import CK, alive, children, ck, comm, init_of, requires_root, start
 
 pytestmark = requires_root
 RUN_BASE = "/run/container-kernel"
@@ -24,14 +24,6 @@ def gone_within(cid, seconds=2.0):
     while left_of(cid) and time.monotonic() < deadline:
         time.sleep(0.02)
     return left_of(cid)
-
-
-def comm(pid):
-    try:
-        with open(f"/proc/{pid}/comm") as f:
-            return f.read().strip()
-    except OSError:
-        return None
 
 
 def running(cid, *cmd):

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from tests.helpers import CGROUP, CK, FORK_UNTIL_REFUSED, IS_ROOT, PROBE, children, host_ns, traversable
+from tests.helpers import CGROUP, CK, FORK_UNTIL_REFUSED, IS_ROOT, PROBE, children, comm, host_ns, traversable
 
 USER = "ck-rootless"
 pytestmark = pytest.mark.skipif(not IS_ROOT, reason="needs root to create and become the test user")
@@ -121,10 +121,13 @@ def test_the_host_sees_the_container_run_by_the_user(user):
     try:
         deadline = time.time() + 10
         payload = None
+        # Wait for the payload itself: `sleep`, a child of ck-init. While the
+        # container starts, the launcher's intermediate child is init's parent,
+        # and init's first child can still be a fork that has not exec'd.
         while time.time() < deadline and payload is None:
             for init in children(p.pid):
-                kids = children(init)
-                payload = kids[0] if kids else None
+                if comm(init) == "ck-init":
+                    payload = next((k for k in children(init) if comm(k) == "sleep"), None)
             time.sleep(0.05)
         assert payload, "the container did not start"
         with open(f"/proc/{payload}/status") as f:
