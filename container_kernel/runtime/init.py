@@ -18,7 +18,7 @@ from collections import namedtuple
 # enum would cost ~2.5 ms of a container's start.
 import _signal as signal
 
-from . import capabilities, mounts, network, stages
+from . import capabilities, mounts, network, stages, warm
 from . import syscalls as sc
 from .errors import NOT_EXECUTABLE, NOT_FOUND, RUNTIME, ContainerError
 
@@ -170,6 +170,9 @@ def _spawn(spec, seccomp):
             os.chdir(process.cwd)
             _check_cwd(process.cwd)
             setup_process(spec, Setup({err_w}, seccomp))
+            if process.warm:
+                os.close(err_w)  # as a successful exec would: init stops waiting for an error
+                warm.run(process)  # never returns
             sc.execvpe(process.args, process.env)
         except OSError as e:
             code = NOT_FOUND if e.errno == errno.ENOENT else NOT_EXECUTABLE
@@ -206,6 +209,8 @@ def _become(spec, seccomp, to_launcher):
     stages.send(to_launcher, stages.READY)  # before close_fds closes its pipe
     try:
         setup_process(spec, Setup(set(), seccomp))
+        if process.warm:
+            warm.run(process)  # never returns
         sc.execvpe(process.args, process.env)
     except OSError as e:
         code = NOT_FOUND if e.errno == errno.ENOENT else NOT_EXECUTABLE

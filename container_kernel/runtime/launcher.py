@@ -5,11 +5,9 @@
            └─ init, PID 1      adopted by the launcher (a child subreaper) when the intermediate exits
                 └─ payload, PID 2   fork + exec of the command
 
-Why an intermediate stage? unshare(CLONE_NEWPID) does not move the caller: only
-its *next child* is PID 1 of the new namespace (unshare(2)). And the caller of
-unshare(CLONE_NEWUSER) must be single-threaded, which only a fresh fork of a
-single-threaded launcher is guaranteed to be (youki: main -> intermediate -> init;
-runc runs its nsenter C code before the Go runtime starts threads).
+Why an intermediate stage: intermediate.py. Usually it is forked here once the
+spec is built; a warm start forks it before the launcher knows anything, and sends
+it its inputs (seed.py).
 
 The launcher and its children talk over two pipes, one short line a message:
 stages.py declares them. How each limit is enforced is limits.py's plan; the run
@@ -21,8 +19,8 @@ import os
 # enum would cost ~2.5 ms of a container's start.
 import _signal as signal
 
-from . import (capabilities, cgroups, idmap, init, limits, mounts, namespaces, network, reaper,
-               rootfs, rundir, stages)
+from . import (capabilities, cgroups, idmap, init, intermediate, limits, mounts, namespaces,
+               network, reaper, rootfs, rundir, stages)
 from . import syscalls as sc
 from . import overlay
 from .output import Output
@@ -35,12 +33,14 @@ STOPPING = {signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGKILL}
 
 
 class Container:
-    def __init__(self, spec, memory_above_start=False, also_remove=()):
+    def __init__(self, spec, memory_above_start=False, also_remove=(), seed=None):
         """memory_above_start: for a rootless fallback, let the payload set its own
         RLIMIT_AS once started (limits.RLIMIT_AS_ENV): an interpreter like ipykernel
         maps ~800 MB of address space before it runs any code. also_remove: paths of
-        the caller's (a socket dir) the reaper removes if we die without cleaning."""
+        the caller's (a socket dir) the reaper removes if we die without cleaning.
+        seed: a seed.Seed forked earlier, to be the intermediate stage (a warm start)."""
         self.spec = spec
+        self.seed = seed
         self.memory_above_start = memory_above_start
         self.also_remove = tuple(also_remove)
         self._reaper = None       # our end of the reaper's pipe (reaper.py)
@@ -169,15 +169,19 @@ class Container:
         self.output = Output()
         to_child_r, to_child = os.pipe()
         from_child, from_child_w = os.pipe()
-        pid = os.fork()
+        payload = init.Payload(self.output.container_ends(), self.seccomp_program)
+        if self.seed is not None:  # forked long ago, clean: it gets copies of what it needs
+            pid = self.seed.pid
+            self.seed.send(spec, self.steps, root, to_child_r, from_child_w, payload, self._netns)
+            self.seed = None
+        else:
+            pid = os.fork()
         if pid == 0:  # ---- the intermediate stage ----
             os.close(to_child)
             os.close(from_child)
             if self._net_lock is not None:  # a flock lasts while any copy of its fd is open
                 os.close(self._net_lock)
-            _intermediate(spec, self.steps, root, to_child_r, from_child_w,
-                          init.Payload(self.output.container_ends(), self.seccomp_program),
-                          self._netns)
+            intermediate.main(spec, self.steps, root, to_child_r, from_child_w, payload, self._netns)
         os.close(to_child_r)
         os.close(from_child_w)
         self._to_child, self._from_child = to_child, from_child
@@ -275,6 +279,9 @@ class Container:
 
     def cleanup(self):
         """Remove all the container left on the host. Safe to call twice."""
+        if self.seed is not None:  # a start that failed before the seed was needed
+            self.seed.cancel()
+            self.seed = None
         self._unlock_network()
         if self._netns is not None:
             os.close(self._netns)
@@ -306,45 +313,3 @@ def run(spec):
     container = Container(spec)
     container.start()
     return container.run()
-
-
-# ---- the intermediate stage -----------------------------------------------------------------
-
-def _intermediate(spec, steps, root, from_launcher, to_launcher, payload, netns):
-    """In the fork between launcher and init. Never returns."""
-    try:
-        sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)
-        if netns is not None:  # first: once in a new user namespace, we may not join the host's
-            sc.setns(netns, sc.CLONE_NEWNET)
-            os.close(netns)
-        if "user" in spec.namespaces:
-            sc.unshare(sc.CLONE_NEWUSER)
-        stages.send(to_launcher, stages.UNSHARED)
-        if not stages.wait_go(from_launcher):
-            os._exit(RUNTIME)
-        if "user" in spec.namespaces and not spec.rootless:
-            # Root's own uid 0 is not in the map (--userns auto): become the namespace's root,
-            # as runc's child does, or no file it creates could be owned by anyone (EOVERFLOW).
-            os.setresgid(0, 0, 0)
-            os.setresuid(0, 0, 0)
-        # The cgroup was joined just before: the new cgroup namespace is rooted there.
-        sc.unshare(namespaces.flags(k for k in spec.namespaces if k != "user"))
-        try:
-            pid = os.fork()
-        except OSError as e:  # EAGAIN: the cgroup (or a parent of it) is at its pids.max
-            stages.send_error(to_launcher, RUNTIME, f"cannot fork the container's init: "
-                              f"{os.strerror(e.errno)} (the cgroup's pids.max, or a parent's, is "
-                              "reached)" if e.errno == 11 else f"cannot fork the container's init: {e}")
-            os._exit(RUNTIME)
-        if pid == 0:
-            init.main(spec, steps, root, from_launcher, to_launcher, payload)
-        stages.send(to_launcher, stages.INIT, str(pid))
-        os._exit(0)
-    except BaseException as e:
-        detail = os.strerror(e.errno) if isinstance(e, OSError) and e.errno else str(e)
-        if "user" in spec.namespaces and isinstance(e, OSError) and e.errno in (1, 28):
-            # EPERM: forbidden by sysctl or AppArmor; ENOSPC: the user namespace limit is 0.
-            detail += (" (unprivileged user namespaces are not allowed here; "
-                       "`container-kernel doctor` says how to enable them)")
-        stages.send_error(to_launcher, RUNTIME, f"cannot create the namespaces: {detail}")
-        os._exit(RUNTIME)

@@ -49,11 +49,12 @@ class Resources(namedtuple("Resources", "memory memory_swap cpus pids io_read_bp
                      if any(getattr(self, f) not in (None, ()) for f in LIMIT_FIELDS[name]))
 
 
-class Process(namedtuple("Process", "args env cwd uid gid home rlimits interactive",
-                         defaults=((), "/", 0, 0, "/root", (), False))):
+class Process(namedtuple("Process", "args env cwd uid gid home rlimits interactive warm",
+                         defaults=((), "/", 0, 0, "/root", (), False, False))):
     """The payload run as PID 2. env is a tuple of (name, value): built, never inherited.
     rlimits: ((RLIMIT_*, soft, hard), ...), the rootless fallback for cgroup limits.
-    interactive: the host's stdin passes in (docker run -i); else it reads /dev/null."""
+    interactive: the host's stdin passes in (docker run -i); else it reads /dev/null.
+    warm: args is `this interpreter -m MODULE ...`, run in it rather than exec'd (warm.py)."""
     __slots__ = ()
 
 
@@ -145,7 +146,7 @@ def build(options, command, volumes=(), env=(), cwd=None, cid=None, keep_id=Fals
             raise usage("--user keeps a user's own uid in a rootless container; as root, "
                         "run container-kernel as that user instead")
         uid, gid = os.geteuid(), os.getegid()
-    home = "/root" if uid == 0 else "/home/user"
+    home = home_for(uid)
     from . import capabilities
     caps = capabilities.kept([n for names in v.get("cap_add", ()) for n in names],
                              [n for names in v.get("cap_drop", ()) for n in names])
@@ -203,6 +204,11 @@ def default_run_base(rootless):
         return "/run/container-kernel"
     base = os.environ.get("XDG_RUNTIME_DIR") or f"/tmp/container-kernel-{os.geteuid()}"
     return os.path.join(base, "container-kernel")
+
+
+def home_for(uid):
+    """HOME inside: a tmpfs at /root for root, /home/user for anyone else (mounts.py)."""
+    return "/root" if uid == 0 else "/home/user"
 
 
 def default_env(hostname, home, extra=(), path=None):
