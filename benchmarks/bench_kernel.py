@@ -4,7 +4,9 @@
     .venv/bin/python benchmarks/bench_kernel.py --many [N] [--many-rounds R]
     .venv/bin/python benchmarks/bench_kernel.py --profile-launcher [--profile-load N] [--profile-out FILE]
 
-Measures, alternating container and plain so machine noise hits both alike:
+Measures, alternating container and plain so machine noise hits both alike (the
+container kernel warm, as installed: its launcher forked from the server's template,
+kernel/template.py; and cold, its provisioner's warm_start off):
 - start -> ready (KernelManager.start_kernel + wait_for_ready), median of --runs;
 - execute round trip (execute_interactive of `pass`), median of --executes, for the
   ipc path (provisioner) and the TCP relay (a client that ignores provisioners);
@@ -58,6 +60,11 @@ def install_specs(prefix):
     path = os.path.join(kernels, "bench-ck-tcp/kernel.json")
     spec = json.load(open(path))
     del spec["metadata"]["kernel_provisioner"]  # a client that ignores provisioners: TCP
+    json.dump(spec, open(path, "w"))
+    shutil.copytree(os.path.join(kernels, "bench-ck"), os.path.join(kernels, "bench-ck-cold"))
+    path = os.path.join(kernels, "bench-ck-cold/kernel.json")
+    spec = json.load(open(path))
+    spec["metadata"]["kernel_provisioner"]["config"] = {"warm_start": False}  # two interpreters
     json.dump(spec, open(path, "w"))
     os.makedirs(os.path.join(kernels, "bench-plain"))
     json.dump({"argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
@@ -154,7 +161,8 @@ def cpu_seconds(pid, container=True):
 
 async def crowd(names, ipc_base=None):
     """Start kernels of these names at once, then shut them all down. Returns (wall s until
-    all ready, failures, [(ready s, {role: CPU s at ready})] for each kernel that started,
+    all ready, failures, [(ready s, {role: CPU s at its ready}, {role: CPU s when all were
+    ready})] for each kernel that started,
     in order (None for one that failed), client-side CPU s). ipc_base: for plain kernels,
     a dir for each one's ipc sockets."""
     context = zmq.asyncio.Context()
@@ -174,16 +182,17 @@ async def crowd(names, ipc_base=None):
         kcs.append(kc)
         kc.start_channels()
         await kc.wait_for_ready(timeout=300)
-        return time.perf_counter() - t0
+        # CPU at its own ready: what its start cost, before it idles while the others start.
+        return time.perf_counter() - t0, cpu_seconds(km.provisioner.process.pid, container=ipc_base is None)
 
-    usage0 = resource.getrusage(resource.RUSAGE_SELF)
+    usage0, template0 = resource.getrusage(resource.RUSAGE_SELF), templates_cpu()
     t0 = time.perf_counter()
     results = await asyncio.gather(*(one(km) for km in kms), return_exceptions=True)
     wall = time.perf_counter() - t0
-    usage1 = resource.getrusage(resource.RUSAGE_SELF)
+    usage1, template1 = resource.getrusage(resource.RUSAGE_SELF), templates_cpu()
     failures = [f"{type(r).__name__}: {r}" for r in results if isinstance(r, BaseException)]
     kernels = [None if isinstance(r, BaseException) else
-               (r, cpu_seconds(km.provisioner.process.pid, container=ipc_base is None))
+               (r[0], r[1], cpu_seconds(km.provisioner.process.pid, container=ipc_base is None))
                for km, r in zip(kms, results)]
     for kc in kcs:
         kc.stop_channels()
@@ -192,41 +201,64 @@ async def crowd(names, ipc_base=None):
                          return_exceptions=True)
     context.destroy(linger=0)
     client = (usage1.ru_utime + usage1.ru_stime) - (usage0.ru_utime + usage0.ru_stime)
-    return wall, failures, kernels, client
+    # The template forks every launcher: its CPU is the kernels' too (the client's column).
+    return wall, failures, kernels, client + template1 - template0
+
+
+def templates_cpu():
+    """CPU seconds so far of this process's warm-start templates (kernel/template.py)."""
+    from container_kernel.kernel import warm_start
+    total = 0.0
+    for client in warm_start.Client._clients.values():
+        try:
+            t = psutil.Process(client.process.pid).cpu_times()
+            total += t.user + t.system
+        except (AttributeError, psutil.Error):
+            pass
+    return total
 
 
 def many(n, rounds, prefix):
     """Alternate container and plain batches of n, the order swapping each round."""
-    kinds = {"container (ipc)": ("bench-ck", None), "plain (ipc)": ("bench-plain", os.path.join(prefix, "ipc"))}
+    kinds = {"container (ipc)": ("bench-ck", None), "container cold": ("bench-ck-cold", None),
+             "plain (ipc)": ("bench-plain", os.path.join(prefix, "ipc"))}
     runs = {k: [] for k in kinds}
     order = list(kinds)
     for i in range(rounds):
-        for label in order if i % 2 == 0 else order[::-1]:
+        for label in order[i % len(order):] + order[:i % len(order)]:  # each kind first in turn
             name, ipc = kinds[label]
             wall, failures, kernels, client = asyncio.run(crowd([name] * n, ipc))
-            cpu = {}
-            for _, by_role in filter(None, kernels):
-                for role, sec in by_role.items():
+            cpu, idle = {}, {}
+            for _, at_ready, at_end in filter(None, kernels):
+                for role, sec in at_ready.items():
                     cpu[role] = cpu.get(role, 0) + sec
-            runs[label].append({"wall": wall, "failures": failures, "cpu": cpu, "client": client})
+                for role, sec in at_end.items():
+                    idle[role] = idle.get(role, 0) + sec - at_ready.get(role, 0)
+            runs[label].append({"wall": wall, "failures": failures, "cpu": cpu, "idle": idle,
+                                "client": client})
             print(f"  round {i + 1}: {label:16} {wall:6.1f} s, {len(failures)} failed, "
-                  f"{sum(cpu.values()):.1f} CPU-s in the kernels' processes, {client:.1f} in the client",
+                  f"{sum(cpu.values()):.1f} CPU-s in the kernels' processes to their ready "
+                  f"(+{sum(idle.values()):.1f} while the rest started), {client:.1f} in the client",
                   flush=True)
             time.sleep(3)  # let the last batch's processes go before the next one starts
-    print(f"\n{n} kernels started at once, {rounds} batches each (median wall; CPU-s per kernel at ready):")
+    print(f"\n{n} kernels started at once, {rounds} batches each (median wall; CPU-s per kernel):")
     med = {k: statistics.median(r["wall"] for r in v) for k, v in runs.items()}
     for label, v in runs.items():
         failed = sum(len(r["failures"]) for r in v)
-        cpu = {}
+        cpu, idle = {}, {}
         for r in v:
-            for proc, sec in r["cpu"].items():
-                cpu[proc] = cpu.get(proc, 0) + sec / (n - len(r["failures"]) or 1) / len(v)
-        parts = ", ".join(f"{proc} {sec:.2f}" for proc, sec in sorted(cpu.items(), key=lambda x: -x[1]))
+            for into, key in ((cpu, "cpu"), (idle, "idle")):
+                for proc, sec in r[key].items():
+                    into[proc] = into.get(proc, 0) + sec / (n - len(r["failures"]) or 1) / len(v)
+        parts = ", ".join(f"{proc} {sec:.3f}" for proc, sec in sorted(cpu.items(), key=lambda x: -x[1]))
+        waiting = ", ".join(f"{proc} {sec:.3f}" for proc, sec in sorted(idle.items(), key=lambda x: -x[1]))
         client = statistics.median(r["client"] for r in v) / n
-        print(f"  {label:16} {med[label]:6.1f} s  ({failed} failed)  CPU-s per kernel: {parts}; client {client:.3f}")
+        print(f"  {label:16} {med[label]:6.1f} s  ({failed} failed)  CPU-s per kernel to its ready: "
+              f"{parts}; then until all were ready: {waiting}; client and template {client:.3f}")
         for error in sorted({e for r in v for e in r["failures"]}):
             print(f"      failed: {error[:160]}")
     ratio = med["container (ipc)"] / med["plain (ipc)"]
+    print(f"  cold start (warm_start off): {med['container cold'] / med['plain (ipc)']:.2f}x plain")
     print(f"  ratio {ratio:.2f}x plain (the issue: 56.7 s vs 47.3 s, 1.20x; the goal 1.05x)"
           + ("  -- NOT comparable: some kernels failed" if any(r["failures"] for v in runs.values() for r in v)
              else ""))
@@ -307,7 +339,7 @@ def profile_launcher(load, out, prefix):
     install_profiled(prefix, out)
     names = ["bench-ck"] * (load // 2) + ["bench-ck-profiled"] + ["bench-ck"] * (load - load // 2)
     _, failures, kernels, _ = asyncio.run(crowd(names))
-    mine, cpu = kernels[load // 2] or (None, {})
+    mine, cpu, _ = kernels[load // 2] or (None, {}, {})
     all_ready = sorted(k[0] for k in kernels if k)
     print(f"one launcher profiled among {load} other container kernels starting at once: "
           + (f"ready in {mine:.2f} s (all: median {statistics.median(all_ready):.2f} s)" if mine
@@ -377,7 +409,7 @@ def bench(args):
         resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 64 * max(args.many or 0, 100))), hard))
         with tempfile.TemporaryDirectory(prefix="ck-bench-") as prefix:
             install_specs(prefix)
-            for name in ("bench-ck", "bench-plain"):  # warm caches once, untimed
+            for name in ("bench-ck", "bench-ck-cold", "bench-plain"):  # warm caches once, untimed
                 stop(*start(name)[:2])
             out = {}
             if args.many:
@@ -388,7 +420,8 @@ def bench(args):
         if args.json:
             json.dump(out, open(args.json, "w"), indent=1, default=str)
         return
-    names = {"container (ipc)": "bench-ck", "container (tcp relay)": "bench-ck-tcp", "plain": "bench-plain"}
+    names = {"container (ipc)": "bench-ck", "container cold": "bench-ck-cold",
+             "container (tcp relay)": "bench-ck-tcp", "plain": "bench-plain"}
     results = {k: {"ready": [], "execute": [], "pss": []} for k in names}
     with tempfile.TemporaryDirectory(prefix="ck-bench-") as prefix:
         install_specs(prefix)

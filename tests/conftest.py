@@ -17,6 +17,15 @@ def _package_layers():
     return {layer.name: layer for layer in package_layer.layers()}
 
 
+def pytest_sessionfinish(session):
+    # This process was the Jupyter server of the kernel tests: end its warm-start templates,
+    # as a server's end does, before the leftovers are counted.
+    import sys
+    warm_start = sys.modules.get("container_kernel.kernel.warm_start")
+    if warm_start:
+        warm_start.Client.stop_all()
+
+
 def pytest_sessionstart(session):
     _before.update(helpers.leftovers())
     _layers_before.update(_package_layers())

@@ -11,6 +11,7 @@ import time
 import pytest
 
 from container_kernel.runtime import cgroups
+from container_kernel.runtime.rundir import owner_alive
 
 BIN = os.path.dirname(sys.executable)
 CK = os.path.join(BIN, "container-kernel")
@@ -158,7 +159,10 @@ def leftovers():
                                    or "container_kernel.cli" in args):
             out.append(f"process {pid} {args.strip()[:80]}")
     try:
-        out += [f"run dir {RUN_BASE}/{n}" for n in os.listdir(RUN_BASE)]
+        # A live warm-start template (t-ID) is its Jupyter server's, as long as that lives
+        # (kernel/template.py): not left over. A dead one's dir is.
+        out += [f"run dir {RUN_BASE}/{n}" for n in os.listdir(RUN_BASE)
+                if not (n.startswith("t-") and owner_alive(os.path.join(RUN_BASE, n)))]
     except OSError:  # absent, or not ours to read (a non-root run)
         pass
     return out

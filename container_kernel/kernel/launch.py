@@ -24,7 +24,7 @@ import sys
 from collections import namedtuple
 
 from .. import protocol as P
-from ..runtime import launcher, mounts, rundir
+from ..runtime import launcher, mounts, rundir, warm
 from ..runtime import spec as S
 from ..runtime import syscalls as sc
 from ..runtime.errors import RUNTIME, ContainerError, usage
@@ -43,6 +43,17 @@ class Prepared(namedtuple("Prepared", "args spec env conn inner sockets own_sock
     own_sockets: the socket dir is ours (a TCP client), not the provisioner's; record: the
     exit record's path; inner: the connection the kernel binds inside (ipc)."""
     __slots__ = ()
+
+
+PARENT_PID = "1"  # JPY_PARENT_PID: the kernel's parent is our init (prepare says why)
+
+
+def template_env():
+    """What a warm-start template (template.py) is exec'd with: what every kernel's
+    environment holds that an interpreter reads as it starts or imports ipykernel
+    (HOME, JPY_PARENT_PID, PYTHONPATH, the locale). warm.eligible checks the rest."""
+    return dict(S.default_env("template", S.home_for(0)), JPY_PARENT_PID=PARENT_PID,
+                PYTHONPATH=packages.NOTICE_DIR)
 
 
 def exit_record_path(connection_file):
@@ -92,9 +103,12 @@ def kernelspec_env_names(resource_dir):
 
 # ---- prepare ---------------------------------------------------------------------------------
 
-def prepare(argv):
+def prepare(argv, cwd=None):
+    """cwd: where to start (a warm start's launcher is forked where its template runs)."""
     args = kernelspec.read_argv(argv)
     try:
+        if cwd is not None:
+            os.chdir(cwd)
         cwd = os.getcwd()
     except FileNotFoundError:
         raise ContainerError("the notebook's directory has been deleted: there is no working "
@@ -138,7 +152,7 @@ def prepare(argv):
     # The kernel's parent really is PID 1 (our init). ipykernel then neither polls its
     # parent (it would see init and quit: "Parent appears to have exited") nor prints
     # the console-only connection banner. Die-with-parent is done by the launcher.
-    env.append(("JPY_PARENT_PID", "1"))
+    env.append(("JPY_PARENT_PID", PARENT_PID))
     env.append((P.READY_ENV, os.path.join(sockets, READY)))
     control_path = os.path.join(sockets, f"control-{cid}.sock")  # beside the kernel's sockets
     spec = S.build(args.options, command, volumes=volumes,
@@ -193,9 +207,11 @@ class Server:
 
     SIGNAL = _signal.SIGRTMIN + 2  # glibc keeps the first two real-time signals
 
-    def __init__(self):
+    def __init__(self, pid=None):
+        """pid: the server's, when it is not our parent (a warm start's template is)."""
         _signal.pthread_sigmask(_signal.SIG_BLOCK, {self.SIGNAL})  # ours to wait for
-        self.pid = os.getppid()
+        self.parent = os.getppid()
+        self.pid = pid or self.parent
         sc.prctl(sc.PR_SET_PDEATHSIG, self.SIGNAL)
         try:
             self.pidfd = os.pidfd_open(self.pid)
@@ -205,8 +221,8 @@ class Server:
 
     def gone(self, within=0.0):
         """Is the whole server process gone? Waits up to `within` seconds for it."""
-        if os.getppid() != self.pid:
-            return True
+        if self.parent == self.pid and os.getppid() != self.pid:
+            return True  # (a warm start's parent is the template: only the server's pidfd counts)
         if self.pidfd is None:
             return False
         return bool(select.select([self.pidfd], [], [], within)[0])
@@ -227,18 +243,26 @@ class Server:
         return self.gone(within=1.0 if self.hinted else 0.0)
 
 
-def cmd_kernel(argv):
+def cmd_kernel(argv, seed=None, cwd=None, server=None, warm_reads=()):
+    """seed, cwd, server, warm_reads: a warm start's (template.py): the intermediate stage
+    forked at our birth, where to start, the server's pid (our parent is the template),
+    the variables the template's imports read."""
     # Die with the Jupyter server, but clean up first (Server says how we know it died).
-    server_watch = Server()
+    server_watch = Server(server)
     if server_watch.gone():
         return RUNTIME
     try:
-        p = prepare(argv)
+        p = prepare(argv, cwd)
     except ContainerError as e:
+        if seed is not None:
+            seed.cancel()
         _tell_the_provisioner(argv, e)
         raise
+    if seed is not None and warm.eligible(p.spec.process, p.spec.rootfs.kind, warm_reads) is None:
+        # The kernel runs on in the template's interpreter (runtime/warm.py).
+        p = p._replace(spec=p.spec._replace(process=p.spec.process._replace(warm=True)))
     # Ours to remove if we die: a TCP client's socket dir, or our file in the provisioner's.
-    container = launcher.Container(p.spec, memory_above_start=True,
+    container = launcher.Container(p.spec, memory_above_start=True, seed=seed,
                                    also_remove=[p.sockets if p.own_sockets else p.inner_file])
     relay = server = None
     try:
@@ -248,6 +272,7 @@ def cmd_kernel(argv):
             if e.exit_code == RUNTIME and p.args.allow_unconfined:
                 write_status(p.sockets, f"unconfined {e}")
                 _remove(p.sockets if p.own_sockets else p.inner_file)
+                container.cleanup()  # its seed too, before the exec
                 return _run_unconfined(p, str(e))
             write_status(p.sockets, f"error {e}")
             raise

@@ -19,11 +19,13 @@ import os
 import time
 
 from jupyter_client.provisioning import LocalProvisioner
+from traitlets import Bool
 
 from ..runtime import rundir
 from ..runtime import spec as S
 from ..runtime.host import containment_problem
 from . import dirwatch
+from .warm_start import Client as TemplateClient
 from .kernelspec import kernel_argv, read_argv
 from .launch import READY, STATUS, exit_record_path, socket_dir
 
@@ -47,12 +49,18 @@ def _remove_file(path):
 
 
 class ContainerProvisioner(LocalProvisioner):
+    warm_start = Bool(True, config=True, help=(
+        "Fork each kernel's launcher from a template that imported ipykernel once per "
+        "server (template.py), rather than start two interpreters. False: a cold start, "
+        "as `python -m container_kernel kernel` from kernel.json's argv."))
+
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self.socket_dir = None  # made at the first launch, kept across restarts
         self.container_id = None  # of the current launch: a restart is a new container
         self._at_exit = None      # the socket dir's removal at exit, unregistered at cleanup
         self.start_ended = None   # how the last start's wait ended: ready, sockets (no word), dead
+        self.start_kind = None    # warm (a launcher forked from the template) or cold
 
     async def pre_launch(self, **kwargs):
         # The kernelspec's argv is its one source of truth: the options are read from it.
@@ -86,6 +94,22 @@ class ContainerProvisioner(LocalProvisioner):
     async def launch_kernel(self, cmd, **kwargs):
         _remove_file(os.path.join(self.socket_dir, STATUS))
         _remove_file(os.path.join(self.socket_dir, READY))
+        if self.warm_start:
+            client = TemplateClient.of(cmd[0])
+            try:
+                await asyncio.get_running_loop().run_in_executor(None, client.start)  # once
+                self.process = client.spawn(cmd, kwargs.get("env") or os.environ, kwargs.get("cwd")
+                                            or os.getcwd(), kwargs.get("stdout"), kwargs.get("stderr"))
+            except OSError as e:
+                self.log.warning("container-kernel: a cold start, as %s", e)
+            else:
+                self.start_kind = "warm"
+                # The launcher leads its own process group (the template set it, before
+                # telling us its pid): jupyter_client's signals go to the group.
+                self.pid = self.pgid = self.process.pid
+                self.cwd = kwargs.get("cwd") or os.getcwd()
+                return self.connection_info
+        self.start_kind = "cold"
         return await super().launch_kernel(cmd, **kwargs)
 
     async def post_launch(self, **kwargs):

@@ -69,17 +69,27 @@ def classroom(hub, students):
         t0 = time.monotonic()
         for k in kernels.values():
             k.shutdown()
-        for name, (pw, *_rest) in room.items():
+        def left(pw, server_too):
+            """What the student's kernels (and, once it stopped, their server) left in the
+            run base: while the server runs, its warm-start template's dir is its own."""
             base = f"/tmp/container-kernel-{pw.pw_uid}/container-kernel"
-            deadline = time.time() + 15
-            while os.path.isdir(base) and os.listdir(base) and time.time() < deadline:
-                time.sleep(0.1)
-            assert not os.path.isdir(base) or os.listdir(base) == [], (name, os.listdir(base))
-            r = hub.api("DELETE", f"/users/{name}/server")
-            assert r.status_code in (202, 204), r.text
-        deadline = time.time() + 30
-        while any(hub.api("GET", f"/users/{n}").json()["servers"] for n in room) and time.time() < deadline:
-            time.sleep(0.3)
+            names = os.listdir(base) if os.path.isdir(base) else []
+            return [n for n in names if server_too or not n.startswith("t-")]
+
+        for server_too in (False, True):
+            for name, (pw, *_rest) in room.items():
+                deadline = time.time() + 15
+                while left(pw, server_too) and time.time() < deadline:
+                    time.sleep(0.1)
+                assert left(pw, server_too) == [], (name, server_too, left(pw, server_too))
+                if not server_too:
+                    r = hub.api("DELETE", f"/users/{name}/server")
+                    assert r.status_code in (202, 204), r.text
+            if not server_too:
+                deadline = time.time() + 30
+                while any(hub.api("GET", f"/users/{n}").json()["servers"] for n in room) and \
+                        time.time() < deadline:
+                    time.sleep(0.3)
         hub.timings["stop kernels and servers"] = time.monotonic() - t0
 
 

@@ -192,7 +192,8 @@ def test_20_cycles_5_sigkilled_leave_nothing(kernel_prefix, notebook_dir):
             kc.stop_channels()
             km.shutdown_kernel(now=False)
     subprocess.run([CK, "run", "--", "true"], check=True)  # collects what SIGKILL left
-    assert leftovers() == []
+    left = leftovers()
+    assert left == [], left
 
 
 def test_nbclient_executes_a_notebook(kernel_prefix, tmp_path):

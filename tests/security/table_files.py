@@ -254,12 +254,24 @@ ATTEMPTS = [
                 child.wait()
             """, lambda r: r["path_opened"] and (r["write_ok"] or not r["readonly_mount"])),
     attempt("self_exe", """Open /proc/self/exe for writing (CVE-2019-5736's other half): our
-        interpreter is the host's file and must sit on a read-only mount. The kernel answers
-        ETXTBSY before EROFS while it runs, so the mount's read-only flag (statvfs) decides.""",
+        interpreter is the host's file and must sit on a read-only mount, or be a sealed copy
+        (a warm kernel's, forked from a template that re-exec'd from a sealed memfd, as runc
+        does). The kernel answers ETXTBSY before EROFS while it runs, so the mount's
+        read-only flag (statvfs), or the copy's seals, decide.""",
             """
+            import fcntl
             r = attempt(lambda: os.close(os.open("/proc/self/exe", os.O_WRONLY)))  # never written
-            report(**r, readonly_mount=bool(os.statvfs("/proc/self/exe").f_flag & os.ST_RDONLY))
-            """, lambda r: r["ok"] or not r["readonly_mount"]),
+            fd = os.open("/proc/self/exe", os.O_RDONLY)
+            try:
+                seals = fcntl.fcntl(fd, fcntl.F_GET_SEALS)  # EINVAL: not a memfd
+            except OSError:
+                seals = 0
+            os.close(fd)
+            sealed = all(seals & s for s in (fcntl.F_SEAL_WRITE, fcntl.F_SEAL_SHRINK, fcntl.F_SEAL_GROW,
+                                             fcntl.F_SEAL_SEAL))
+            report(**r, readonly_mount=bool(os.statvfs("/proc/self/exe").f_flag & os.ST_RDONLY),
+                   sealed_copy=sealed)
+            """, lambda r: r["ok"] or not (r["readonly_mount"] or r["sealed_copy"])),
     attempt("leaked_fds", """readlink every /proc/self/fd/* (CVE-2024-21626): only pipes, sockets,
         anon inodes, and files the container can name (the path resolves inside to the same
         inode); no fd on a host file the suite knows (its markers, the kernels' log file), no
