@@ -12,6 +12,7 @@ import socket
 
 from ..runtime import rundir
 from ..runtime import spec as S
+from ..runtime.errors import ContainerError
 from .template import ROOM, SOCKET, template_dir
 
 
@@ -101,7 +102,8 @@ class Client:
     @classmethod
     def of(cls, python):
         client = cls._clients.get(python)
-        if client is None or not client.alive():
+        # A template that died is started again; one that never started is not retried.
+        if client is None or (client.problem is None and not client.alive()):
             client = cls._clients[python] = cls(python)
         return client
 
@@ -134,7 +136,10 @@ class Client:
         """Start the template (once): blocking, ~0.3 s of imports, once per server."""
         with self._lock:
             if self.process is None and not self.problem:
-                self._start()
+                try:
+                    self._start()
+                except (OSError, ContainerError) as e:  # an unwritable run base, say
+                    self.problem = f"the warm-start template cannot start: {e}"
 
     def _start(self):
         import subprocess

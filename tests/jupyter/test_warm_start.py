@@ -178,3 +178,22 @@ def test_the_template_ends_with_its_server_and_leaves_nothing(kernel_prefix):
     assert not alive(template.pid) and not alive(int(launcher))
     time.sleep(1)
     assert [x for x in leftovers() if "/t-" in x or launcher in x] == []
+
+
+def test_a_template_that_cannot_start_means_a_cold_start(kernel_prefix, tmp_path):
+    """The kernelspec's interpreter is a wrapper that refuses to be a template: the kernel
+    still starts, cold, and the client's handle says why there was no template."""
+    wrapper = tmp_path / "python"
+    wrapper.write_text(f'#!/bin/sh\n[ "$2" = container_kernel.kernel.template ] && exit 3\n'
+                       f'exec {sys.executable} "$@"\n')
+    wrapper.chmod(0o755)
+    kernels = kernel_prefix / "share/jupyter/kernels"
+    spec = json.loads((kernels / "ck-test-default/kernel.json").read_text())
+    spec["argv"][0] = str(wrapper)
+    (kernels / "ck-test-wrapped").mkdir(exist_ok=True)
+    (kernels / "ck-test-wrapped/kernel.json").write_text(json.dumps(spec))
+    with kernel("ck-test-wrapped") as (km, kc):
+        assert km.provisioner.start_kind == "cold"
+        assert not look(kc)["warm"]
+    from container_kernel.kernel.warm_start import Client
+    assert Client.of(str(wrapper)).problem == "the warm-start template did not start (exit 3)"
