@@ -9,7 +9,7 @@ Android starts its apps the same way, forked from a pre-loaded "zygote".
 
 What exec would have reset is reset here, or the start is not warm (eligible()):
 - the environment: os.environ becomes the command's (the C environ with it);
-- sys.argv and sys.path[0] (the cwd, as `-m` puts it first);
+- sys.argv, sys.orig_argv and sys.path[0] (the cwd, as `-m` puts it first);
 - SIGPIPE and SIGXFSZ ignored, as a starting interpreter sets them;
 - /proc/self/cmdline and comm, which `ps` shows, say the command, not the template
   or init it was forked from;
@@ -67,6 +67,7 @@ def run(process):
         os.environ.update(dict(process.env))
         module, argv = process.args[2], process.args[3:]
         sys.argv = [module, *argv]  # runpy puts the module's file first, as -m does
+        sys.orig_argv = list(process.args)  # (the template's would name its run dir)
         set_cmdline(process.args)
         from . import syscalls as sc
         sc.set_name(os.path.basename(process.args[0]))  # exec names a process after its file

@@ -29,7 +29,8 @@ LOOK = textwrap.dedent("""
         "warm": "container_kernel.runtime.seed" in sys.modules,
         "env": sorted(k for k in os.environ),
         "env_values": {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TERM", "container")},
-        "path": sys.path, "argv0": sys.argv[0], "cwd": os.getcwd(), "pid": os.getpid(), "ppid": os.getppid(),
+        "path": sys.path, "argv0": sys.argv[0], "orig_argv": sys.orig_argv[:4] + sys.orig_argv[5:],  # not the connection file
+        "cwd": os.getcwd(), "pid": os.getpid(), "ppid": os.getppid(),
         "ids": [os.getuid(), os.getgid(), os.getgroups()],
         "status": {k: status[k].strip() for k in ("CapEff", "CapBnd", "CapPrm", "NoNewPrivs", "Seccomp")},
         "fds": fds,
