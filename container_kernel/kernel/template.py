@@ -26,7 +26,7 @@ import select
 import socket
 import sys
 
-from ..runtime import rundir
+from ..runtime import fdpass, rundir
 
 SOCKET = "socket"
 MAX_REQUEST = 1 << 20  # argv, env and cwd of one kernel: an env is a few KB
@@ -208,18 +208,10 @@ def _launcher(conn, listener, server, server_fd, launchers, reads):
 
 def _receive(conn):
     """The request: a length, JSON {argv, env, cwd}, and fds 0, 1, 2 as SCM_RIGHTS."""
-    head, fds, _, _ = socket.recv_fds(conn, 8, 3)
-    if len(head) < 8 or len(fds) != 3:
+    message = fdpass.receive(conn, 3, MAX_REQUEST)
+    if message is None or len(message[1]) != 3:
         raise OSError("an incomplete request")
-    size = int.from_bytes(head, "big")
-    if size > MAX_REQUEST:
-        raise OSError(f"a request of {size} bytes")
-    data = bytearray()
-    while len(data) < size:
-        chunk = conn.recv(size - len(data))
-        if not chunk:
-            raise OSError("an incomplete request")
-        data += chunk
+    data, fds = message
     for target, fd in enumerate(fds):
         os.dup2(fd, target)
         os.close(fd)

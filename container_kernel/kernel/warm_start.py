@@ -10,7 +10,7 @@ import os
 import select
 import socket
 
-from ..runtime import rundir
+from ..runtime import fdpass, rundir
 from ..runtime import spec as S
 from ..runtime.errors import ContainerError
 from .template import ROOM, SOCKET, template_dir
@@ -171,10 +171,9 @@ class Client:
             null = os.open(os.devnull, os.O_RDONLY)
             try:
                 fds = [null, _fd(stdout, 1), _fd(stderr, 2)]
-                socket.send_fds(conn, [len(data).to_bytes(8, "big")], fds)
+                fdpass.send(conn, data, fds)
             finally:
                 os.close(null)
-            conn.sendall(data)
             line = b""
             while not line.endswith(b"\n"):
                 chunk = conn.recv(1)

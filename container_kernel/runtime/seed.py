@@ -23,13 +23,14 @@ import socket
 # The C module under `signal` (which only wraps it to hand out IntEnums).
 import _signal as signal
 
-from . import intermediate, warm
+from . import fdpass, intermediate, warm
 from . import syscalls as sc
 from .errors import RUNTIME
 from .init import Payload
 
 # fds sent with the config, in this order; the netns fd last, when there is one.
 FDS = ("from_launcher", "to_launcher", "stdout", "stderr", "netns")
+MAX_CONFIG = 64 << 20  # a spec, its mount plan and a seccomp program: well under 1 MB
 
 
 class Seed:
@@ -54,8 +55,7 @@ class Seed:
         blocked = sorted(signal.pthread_sigmask(signal.SIG_BLOCK, []))  # as a fork would inherit
         data = pickle.dumps((spec, steps, root, payload.seccomp, blocked, self.cmdline))
         with self._socket:
-            socket.send_fds(self._socket, [len(data).to_bytes(8, "big")], fds)
-            self._socket.sendall(data)
+            fdpass.send(self._socket, data, fds)
 
     def cancel(self):
         """The launcher will not start a container after all: the seed exits at EOF."""
@@ -76,16 +76,10 @@ def _grow(sock, launcher):
         # Nothing the launcher held at its birth (its request's socket, say) passes on.
         sc.closerange(3, sock.fileno())
         sc.closerange(sock.fileno() + 1)
-        head, fds, _, _ = socket.recv_fds(sock, 8, len(FDS))
-        if len(head) < 8:  # EOF: cancelled, or the launcher died
+        message = fdpass.receive(sock, len(FDS), MAX_CONFIG)
+        if message is None:  # EOF: cancelled, or the launcher died
             os._exit(RUNTIME)
-        size = int.from_bytes(head, "big")
-        data = bytearray()
-        while len(data) < size:
-            chunk = sock.recv(min(size - len(data), 1 << 20))
-            if not chunk:
-                os._exit(RUNTIME)
-            data += chunk
+        data, fds = message
         sock.close()
         spec, steps, root, seccomp, blocked, cmdline = pickle.loads(data)
         del data

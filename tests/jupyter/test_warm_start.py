@@ -198,3 +198,15 @@ def test_a_template_that_cannot_start_means_a_cold_start(kernel_prefix, tmp_path
         assert not look(kc)["warm"]
     from container_kernel.kernel.warm_start import Client
     assert Client.of(str(wrapper)).problem == "the warm-start template did not start (exit 3)"
+
+
+def test_a_deleted_notebook_dir_is_the_start_requests_one_line_error(kernel_prefix, tmp_path):
+    from jupyter_client import KernelManager
+    gone = tmp_path / "notebooks"
+    gone.mkdir()
+    km = KernelManager(kernel_name="ck-test-default")
+    gone.rmdir()
+    with pytest.raises(RuntimeError, match="the notebook's directory has been deleted") as e:
+        km.start_kernel(cwd=str(gone))
+    assert "\n" not in str(e.value)
+    km.cleanup_resources()
