@@ -108,9 +108,15 @@ class Container:
         root = os.path.join(spec.run_dir, "root")
         self.steps = mounts.plan(spec, root, cgroup_mounts)
         self._layer = overlay.take(spec)  # refused before anything is made: one writer a layer
-        rundir.make_run_dir(spec)
-        # From here on something could be left behind: the reaper cleans it if we die.
-        self._reaper = reaper.start(self.cgroup, (spec.run_dir,) + self.also_remove)
+        # From here on something could be left behind: the reaper cleans it if we die, even
+        # half-way through making the run dir.
+        self._reaper = reaper.start(spec.run_dir, self.cgroup, self.also_remove)
+        try:
+            rundir.make_run_dir(spec)
+        except BaseException:  # another container has this id: the reaper leaves it be
+            os.close(self._reaper)
+            self._reaper = None
+            raise
         try:
             if parent:
                 parent.create_child(spec.id, spec.resources)

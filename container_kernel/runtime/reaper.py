@@ -2,12 +2,17 @@
 
 A SIGKILLed launcher cleans nothing: its container dies with it (init has
 PDEATHSIG), but the cgroups and the run dir would stay until someone else came.
-So, before it creates anything that could be left, the launcher forks a reaper in
-a session of its own (a kill of the launcher's process group misses it). The
+So, before it creates anything that could be left (its run dir first), the launcher
+forks a reaper in a session of its own (a kill of the launcher's process group misses it). The
 reaper holds the read end of a pipe whose only write end the launcher keeps: EOF
 comes the moment the launcher is gone, however it went, and the reaper then
 removes what is left (all of it idempotent, so a launcher that cleaned up first
 leaves it nothing to do) and exits.
+
+The run dir and the cgroup are removed only if the run dir is the launcher's own (its
+owner file, or its hidden name while made, names the launcher): a start refused because
+another container has that id, or killed before it made anything, must leave that other
+container be.
 """
 
 import os
@@ -21,15 +26,17 @@ from .errors import ContainerError
 PATIENCE = 10.0  # seconds a cgroup may take to drain before the reaper gives up on it
 
 
-def start(cgroup, paths):
-    """Fork the reaper for a container's cgroup (or None) and paths (run dir, socket dir).
+def start(run_dir, cgroup, paths):
+    """Fork the reaper for a container's run dir and cgroup (or None), before either is made,
+    and for paths of the caller's (a kernel's socket dir), removed whatever happens.
 
     Returns the write end of its pipe: keep it open while the container lives, close it
     when done (exit closes it too)."""
+    me = (os.getpid(), _start_time(os.getpid()))  # the run dir's maker: this launcher
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:
-        _reaper(r, w, cgroup, paths)
+        _reaper(r, w, run_dir, me, cgroup, paths)
     os.close(r)
     return w
 
@@ -58,7 +65,7 @@ def _kill_helpers(said):
                 pass
 
 
-def _reaper(r, w, cgroup, paths):
+def _reaper(r, w, run_dir, launcher, cgroup, paths):
     """In the fork. Never returns."""
     try:
         os.close(w)
@@ -75,16 +82,17 @@ def _reaper(r, w, cgroup, paths):
         said = b""
         while chunk := os.read(r, 64):
             said = (said + chunk)[-4096:]
-        _collect(cgroup, paths)
+        _collect(run_dir, launcher, cgroup, paths)
         _kill_helpers(said)
     finally:
         os._exit(0)
 
 
-def _collect(cgroup, paths):
-    from .rundir import remove_tree
+def _collect(run_dir, launcher, cgroup, paths):
+    from .rundir import hidden, made_by, remove_tree
+    ours = made_by(run_dir, *launcher)  # asked before anything is removed: no id is reused meanwhile
     deadline = time.monotonic() + PATIENCE
-    while cgroup is not None:
+    while ours and cgroup is not None:
         try:
             cgroup.destroy()  # kills what is left, removes the dirs; retries EBUSY itself
             break
@@ -92,5 +100,8 @@ def _collect(cgroup, paths):
             if time.monotonic() > deadline:
                 break  # `container-kernel gc` (or the next start) takes it from here
             time.sleep(0.1)
+    if ours:
+        remove_tree(hidden(run_dir, *launcher))
+        remove_tree(run_dir)
     for path in paths:
         remove_tree(path)

@@ -46,8 +46,11 @@ def make_run_dir(spec):
 def make_owned_dir(path, subdirs=(), mode=0o700):
     """mkdir path with its owner file already in it, so that no one collecting stale dirs
     (another container's start, gc) ever sees it without one: it is made under a hidden
-    name and renamed into place, complete. OSError becomes one line."""
-    tmp = os.path.join(os.path.dirname(path), f"{HIDDEN}{os.path.basename(path)}")
+    name and renamed into place, complete. OSError becomes one line.
+
+    The hidden name carries its maker (PID and start time): a maker SIGKILLed between
+    the mkdir and the rename leaves a dir that is stale at once, not after a timeout."""
+    tmp = hidden(path, os.getpid(), procfs.start_time(os.getpid()))
     try:
         os.mkdir(tmp, 0o700)
     except OSError as e:
@@ -63,8 +66,19 @@ def make_owned_dir(path, subdirs=(), mode=0o700):
         raise _unwritable(path, e) from None
 
 
-HIDDEN = ".new-"  # a run dir being made; stale only once it is old and ownerless
-YOUNG = 60.0  # seconds a hidden dir may stay without an owner file (its maker is between calls)
+HIDDEN = ".new-"  # .new-PID-START-ID: a run dir being made; stale once its maker is gone
+
+
+def hidden(path, pid, start):
+    """The name path has while the process pid (started at start) makes it."""
+    return os.path.join(os.path.dirname(path), f"{HIDDEN}{pid}-{start}-{os.path.basename(path)}")
+
+
+def made_by(path, pid, start):
+    """Is path (or its hidden name, half made) the run dir that process made? Its reaper asks,
+    so as never to remove another container's that has the same id."""
+    return os.path.isdir(hidden(path, pid, start)) or \
+        procfs.read(os.path.join(path, "owner")) == f"{pid} {start}\n"
 
 
 def _unwritable(path, e):
@@ -183,7 +197,7 @@ def stale(run_base):
         path = os.path.join(run_base, name)
         if owner_alive(path):
             alive.add(name)
-        elif name.startswith(HIDDEN) and _young(path):
+        elif name.startswith(HIDDEN) and _maker_alive(name):
             continue  # being made this very moment: its owner file comes next
         else:
             out.append(Stale(name, "run dir", path, _owner_text(path)))
@@ -232,12 +246,11 @@ def collect(run_base, cid):
     return True
 
 
-def _young(path):
-    import time
-    try:
-        return time.time() - os.lstat(path).st_mtime < YOUNG
-    except OSError:
-        return False
+def _maker_alive(name):
+    """Is the process named in a hidden dir's name (.new-PID-START-ID) still the one running?"""
+    pid, _, rest = name[len(HIDDEN):].partition("-")
+    start = rest.partition("-")[0]
+    return pid.isdigit() and procfs.live_start_time(int(pid)) == start
 
 
 def _owner_text(path):

@@ -16,7 +16,9 @@ RUN_BASE = "/run/container-kernel"
 
 
 def left_of(cid):
-    return glob.glob(f"{RUN_BASE}/{cid}") + glob.glob(f"/sys/fs/cgroup/*/container-kernel/{cid}")
+    """Its run dir, the same being made (.new-PID-START-ID, rundir.make_owned_dir), its cgroups."""
+    return glob.glob(f"{RUN_BASE}/{cid}") + glob.glob(f"{RUN_BASE}/.new-*-*-{cid}") + \
+        glob.glob(f"/sys/fs/cgroup/*/container-kernel/{cid}")
 
 
 def gone_within(cid, seconds=2.0):
@@ -73,6 +75,28 @@ def test_sigkill_at_any_moment_of_the_start_leaves_nothing():
     assert [x for c in ids for x in left_of(c)] == []
 
 
+def test_a_start_refused_for_a_name_in_use_leaves_that_container_be():
+    """The refused start's reaper runs before the run dir is made: it must not take the
+    running container's run dir and cgroups for its own, even when killed."""
+    cid = f"ck-dupe-{os.getpid()}"
+    p = running(cid, "sleep", "30")
+    try:
+        before = left_of(cid)
+        r = ck("run", "--name", cid, "--", "true")
+        assert r.returncode == 125 and "exists already" in r.stderr
+        late = start("run", "--name", cid, "--", "true")  # killed, whenever that lands
+        time.sleep(0.01)
+        late.kill()
+        late.wait(10)
+        time.sleep(0.3)  # its reaper's turn
+        assert left_of(cid) == before and p.poll() is None
+        assert json.loads(ck("ps", "--json").stdout)[0]["id"] == cid
+    finally:
+        p.kill()
+        p.wait(10)
+    assert gone_within(cid) == []
+
+
 def test_ps_all_shows_what_a_dead_container_left_and_gc_removes_it():
     cid = f"ck-gc-{os.getpid()}"
     p = running(cid, "sleep", "30")
@@ -106,15 +130,26 @@ def test_containers_starting_together_never_collect_each_other():
 
 
 def test_a_run_dir_being_made_is_not_stale(tmp_path):
-    from container_kernel.runtime import rundir
+    from container_kernel.runtime import procfs, rundir
 
     def stale_dirs():  # run dirs only: the host's cgroups are not this test's
         return [s.path for s in rundir.stale(base) if s.kind == "run dir"]
     base = str(tmp_path)
-    os.mkdir(os.path.join(base, rundir.HIDDEN + "abc"))  # made, its owner file not yet written
+    # Made by a live process, its owner file not yet written: not stale, however old.
+    me = f"{os.getpid()}-{procfs.start_time(os.getpid())}"
+    mine = os.path.join(base, f"{rundir.HIDDEN}{me}-abc")
+    os.mkdir(mine)
+    os.utime(mine, (time.time() - 3600, time.time() - 3600))
     assert stale_dirs() == []
     rundir.make_owned_dir(os.path.join(base, "def"))
     assert os.path.exists(os.path.join(base, "def", "owner")) and stale_dirs() == []
-    old = os.path.join(base, rundir.HIDDEN + "abc")
-    os.utime(old, (time.time() - 120, time.time() - 120))  # ownerless for two minutes: stale
-    assert stale_dirs() == [old]
+    # Its maker gone (SIGKILLed between the mkdir and the rename): stale at once, not after a
+    # timeout. A PID reused by another process has another start time.
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    gone = os.path.join(base, f"{rundir.HIDDEN}{dead.pid}-1-ghi")
+    reused = os.path.join(base, f"{rundir.HIDDEN}{os.getpid()}-1-jkl")
+    unnamed = os.path.join(base, f"{rundir.HIDDEN}mno")  # no maker in its name
+    for d in (gone, reused, unnamed):
+        os.mkdir(d)
+    assert sorted(stale_dirs()) == sorted([gone, reused, unnamed])
