@@ -69,23 +69,15 @@ def parse_package(text):
 
 
 def plan(where, suite=None, variant="minbase", packages=(), tool=None, mirror=None):
-    """Check everything, create nothing: the Build, or one line of error (exit 2)."""
+    """Check what was asked, create nothing: the Build, or one line of error (exit 2). What
+    the host lacks for a build (check_before) is asked only when one is needed: a rerun that
+    reuses its build needs no tool."""
     if variant not in VARIANTS:
         raise usage(f"rootfs build: --variant: {variant!r} is not one of {', '.join(VARIANTS)}")
     packages = tuple(dict.fromkeys(PACKAGES + tuple(parse_package(p) for p in packages)))
     tool = tool or next((t for t in TOOLS if shutil.which(t)), TOOLS[1])
     if tool not in TOOLS:
         raise usage(f"rootfs build: --tool: {tool!r} is not one of {' or '.join(TOOLS)}")
-    if not shutil.which(tool):
-        raise usage(f"rootfs build: {tool} is not installed: {APT_LINE}")
-    if os.geteuid() != 0:
-        if tool == "debootstrap":
-            raise usage("rootfs build: debootstrap needs root: run as root, or use --tool "
-                        "mmdebstrap (it builds rootless with your subuids)")
-        if not _has_subuids():
-            raise usage(f"rootfs build: not root and no subuid range for uid {os.geteuid()} in "
-                        "/etc/subuid: mmdebstrap cannot build rootless (run as root, or "
-                        "usermod --add-subuids/--add-subgids)")
     if store.is_path(where):
         target, name = os.path.abspath(where), os.path.basename(os.path.abspath(where))
     else:
@@ -141,8 +133,19 @@ def existing(build):
 
 
 def check_before(build):
-    """The mirror answers and the disk has room: before anything is made (exit 2, as for
-    any request that cannot start)."""
+    """The tool is there (and may build as this user), the mirror answers and the disk has
+    room: before anything is made (exit 2, as for any request that cannot start)."""
+    tool = build.tool
+    if not shutil.which(tool):
+        raise usage(f"rootfs build: {tool} is not installed: {APT_LINE}")
+    if os.geteuid() != 0:
+        if tool == "debootstrap":
+            raise usage("rootfs build: debootstrap needs root: run as root, or use --tool "
+                        "mmdebstrap (it builds rootless with your subuids)")
+        if not _has_subuids():
+            raise usage(f"rootfs build: not root and no subuid range for uid {os.geteuid()} in "
+                        "/etc/subuid: mmdebstrap cannot build rootless (run as root, or "
+                        "usermod --add-subuids/--add-subgids)")
     why = apt_sources.reachable(build.mirror, build.suite)
     if why:
         raise usage(f"rootfs build: no mirror reachable for {build.suite}: {why} "

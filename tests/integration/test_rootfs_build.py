@@ -1,6 +1,7 @@
 """`rootfs build`: the cached minbase build (tests/rootfs_cache.py), its reuse, and its errors."""
 import json
 import os
+import shutil
 import subprocess
 
 import pytest
@@ -60,9 +61,21 @@ def test_errors_are_one_line_and_create_nothing(tmp_path):
     assert not store.exists()
 
 
+def tool_path(tmp_path):
+    """PATH with debootstrap on it: the real one, or where there is none (a machine without
+    it; CI has it) one that fails loudly, for the refusals that must come before it runs."""
+    if shutil.which("debootstrap"):
+        return os.environ["PATH"]
+    (tmp_path / "bin").mkdir()
+    fake = tmp_path / "bin/debootstrap"
+    fake.write_text("#!/bin/sh\necho 'debootstrap ran: the refusal came too late' >&2\nexit 99\n")
+    fake.chmod(0o755)
+    return f"{tmp_path / 'bin'}:{os.environ['PATH']}"
+
+
 def test_an_unreachable_mirror_is_one_line_before_anything_is_made(tmp_path):
     r = ck("rootfs", "build", "--mirror", "http://127.0.0.1:9/debian", "x",
-           env=dict(os.environ, CK_STORE=str(tmp_path / "store")))
+           env=dict(os.environ, CK_STORE=str(tmp_path / "store"), PATH=tool_path(tmp_path)))
     assert r.returncode == 2 and "no mirror reachable for" in r.stderr, r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "store").exists()
@@ -74,7 +87,8 @@ def test_too_little_disk_space_is_refused_before_it_starts(tmp_path):
     # A named tmpfs of our own, so a leftover could be found; unmounted whatever happens.
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "ck-test-tiny", str(tiny)], check=True)
     try:
-        _refused([str(tiny / "x")], "only 64 MiB free on")
+        _refused([str(tiny / "x")], "only 64 MiB free on",
+                 env=dict(os.environ, PATH=tool_path(tmp_path)))
         assert os.listdir(tiny) == []
     finally:
         subprocess.run(["umount", str(tiny)], check=True)
