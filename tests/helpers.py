@@ -11,7 +11,7 @@ import time
 import pytest
 
 from container_kernel.runtime import cgroups
-from container_kernel.runtime.rundir import owner_alive
+from container_kernel.runtime.rundir import HIDDEN, being_made, owner_alive
 
 BIN = os.path.dirname(sys.executable)
 CK = os.path.join(BIN, "container-kernel")
@@ -161,8 +161,11 @@ def leftovers():
     try:
         # A live warm-start template (t-ID) is its Jupyter server's, as long as that lives
         # (kernel/template.py): not left over. A dead one's dir is.
+        # Nor is a dir its live maker is making this moment (.new-PID-START-ID): its next step
+        # renames it into place.
         out += [f"run dir {RUN_BASE}/{n}" for n in os.listdir(RUN_BASE)
-                if not (n.startswith("t-") and owner_alive(os.path.join(RUN_BASE, n)))]
+                if not (n.startswith("t-") and owner_alive(os.path.join(RUN_BASE, n)))
+                and not (n.startswith(HIDDEN) and being_made(n))]
     except OSError:  # absent, or not ours to read (a non-root run)
         pass
     return out

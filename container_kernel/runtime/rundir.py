@@ -197,7 +197,7 @@ def stale(run_base):
         path = os.path.join(run_base, name)
         if owner_alive(path):
             alive.add(name)
-        elif name.startswith(HIDDEN) and _maker_alive(name):
+        elif name.startswith(HIDDEN) and being_made(name):
             continue  # being made this very moment: its owner file comes next
         else:
             out.append(Stale(name, "run dir", path, _owner_text(path)))
@@ -246,8 +246,8 @@ def collect(run_base, cid):
     return True
 
 
-def _maker_alive(name):
-    """Is the process named in a hidden dir's name (.new-PID-START-ID) still the one running?"""
+def being_made(name):
+    """Is the hidden dir name (.new-PID-START-ID) being made: is its maker still running?"""
     pid, _, rest = name[len(HIDDEN):].partition("-")
     start = rest.partition("-")[0]
     return pid.isdigit() and procfs.live_start_time(int(pid)) == start
