@@ -171,6 +171,15 @@ def leftovers():
     return out
 
 
+def within(seconds, predicate, step=0.02):
+    """Poll predicate until it holds or seconds pass; its last value. (A fixed sleep before
+    an assert is a race on a loaded machine: CI's.)"""
+    deadline = time.monotonic() + seconds
+    while not (value := predicate()) and time.monotonic() < deadline:
+        time.sleep(step)
+    return value
+
+
 def kill_tree(proc):
     """End a launcher we started (by its PID) if a test left it running."""
     if proc.poll() is None:

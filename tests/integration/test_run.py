@@ -9,7 +9,7 @@ import time
 import pytest
 
 from tests.helpers import (CK, alive, children, ck, host_ns, kill_tree, probe, requires_root,
-                           start, state_of)
+                           start, state_of, within)
 
 pytestmark = requires_root
 
@@ -122,12 +122,13 @@ def test_other_signals_are_forwarded(sig):
 def test_sigkill_to_the_launcher_kills_everything_inside_within_1s():
     p = start("run", "--", "sh", "-c", "sleep 100 & sleep 100")
     try:
-        state = state_of(p.pid)
-        time.sleep(0.2)
-        init_pid = state["init_pid"]
-        inside = [init_pid] + children(init_pid)
-        inside += [c for pid in inside[1:] for c in children(pid)]
-        assert len(inside) >= 3
+        init_pid = state_of(p.pid)["init_pid"]
+
+        def everything_inside():  # init, sh, and the sleeps once sh has forked them
+            found = [init_pid] + children(init_pid)
+            return found + [c for pid in found[1:] for c in children(pid)]
+        assert within(5, lambda: len(everything_inside()) >= 3), everything_inside()
+        inside = everything_inside()
         p.kill()
         p.wait()
         deadline = time.time() + 1.0
@@ -357,8 +358,7 @@ def test_30_runs_a_third_sigkilled_leave_nothing(tmp_path):
             assert ck("run", "--memory", "64M", "--pids", "50", "--", "true").returncode == 0
     # The last run was SIGKILLed: its cgroup and run dir wait for the next start to collect them,
     # and nothing of it runs any more.
-    time.sleep(0.5)
-    assert not [x for x in leftovers() if x.startswith("process")]
+    assert within(5, lambda: not [x for x in leftovers() if x.startswith("process")]), leftovers()
     assert ck("run", "--", "true").returncode == 0
     assert leftovers() == []
     assert killed == 10

@@ -5,7 +5,7 @@ import os
 import signal
 import time
 
-from tests.helpers import ck, kill_tree, requires_root, start, state_of
+from tests.helpers import ck, kill_tree, requires_root, start, state_of, within
 
 pytestmark = requires_root
 
@@ -88,7 +88,6 @@ def test_cgroup_parent_nests_the_cgroup_and_the_parents_limit_holds():
             assert all(path.endswith(f"/{p['id']}/{c['id']}") for path in c["cgroup"].values())
         finally:
             kill_tree(child)
-        time.sleep(0.5)
-        assert not any(os.path.exists(path) for path in c["cgroup"].values())
+        assert within(5, lambda: not any(os.path.exists(path) for path in c["cgroup"].values()))
     finally:
         kill_tree(parent)
