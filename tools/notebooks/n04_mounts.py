@@ -67,36 +67,33 @@ root itself remounted read-only.
 directory can stay outside, and `..` from outside the new root is not stopped at it.
 So root with `CAP_SYS_CHROOT` gets out of a chroot in three moves: chroot into a
 sub-directory **without** `chdir` into it, walk `..` as far as it goes, chroot
-there. Below, a fork of this kernel (the kernel keeps `CAP_SYS_CHROOT`, as Docker's
-default does) makes a jail inside the container and escapes it:
+there. Below, a sibling container (root inside, with `CAP_SYS_CHROOT`, which Docker's
+default keeps) makes a jail inside its own root and escapes it:
 """),
     code("""
 %%contained_only
+from container_kernel import demo
+ESCAPE = r'''
+import json, os
 container_root = sorted(os.listdir("/"))
-r, w = os.pipe()
-pid = os.fork()
-if pid == 0:                                  # the child: never returns
-    try:
-        os.makedirs("/tmp/jail", exist_ok=True)
-        open("/tmp/jail/IN-THE-JAIL", "w").close()
-        os.chroot("/tmp/jail")                # the jail; the cwd stays outside it
-        jailed = sorted(os.listdir("/"))
-        for _ in range(64):
-            os.chdir("..")                    # outside the jail, .. is not clamped
-        os.chroot(".")                        # out
-        os.write(w, json.dumps([jailed, sorted(os.listdir("/"))]).encode())
-    finally:
-        os._exit(0)
-os.close(w)
-jailed, escaped = json.loads(os.read(r, 1 << 16))
-os.waitpid(pid, 0)
-print("in the jail, / is: ", jailed)
-print("after the escape:  ", escaped)
-print("the container's /: ", container_root)
+os.makedirs("/tmp/jail", exist_ok=True)
+open("/tmp/jail/IN-THE-JAIL", "w").close()
+os.chroot("/tmp/jail")                # the jail; the cwd stays outside it
+jailed = sorted(os.listdir("/"))
+for _ in range(64):
+    os.chdir("..")                    # outside the jail, .. is not clamped
+os.chroot(".")                        # out
+print(json.dumps([container_root, jailed, sorted(os.listdir("/"))]))
+'''
+r = demo.run(["python3", "-c", ESCAPE], hostname="jail")
+container_root, jailed, escaped = json.loads(r.stdout)
+print("in the jail, / is:         ", jailed)
+print("after the escape:          ", escaped)
+print("the sibling container's /: ", container_root)
 lesson.claim("chroot", {"jailed": jailed, "escaped_to_container_root": escaped == container_root})
 """),
     md("""
-The escape worked, and it reached **the container's root**, not the host's. That is
+The escape worked, and it reached **the sibling container's root**, not the host's. That is
 `pivot_root`'s doing: it makes the new root the root *mount* of the mount namespace
 and moves the old one under it, where the runtime unmounts it. There is no mount
 above the container's `/` left to walk up to: `..` of `/` is `/`. A `chroot` alone
