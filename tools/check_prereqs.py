@@ -1,4 +1,5 @@
 """Name what is missing before `make` fails obscurely. Usage: check_prereqs.py venv|test"""
+import glob
 import os
 import shutil
 import subprocess
@@ -27,15 +28,27 @@ notes = []
 if os.geteuid() != 0:
     notes.append("not root: the container and cgroup tests need root (or rootless support) "
                  "and will be skipped; run `sudo make test` for the full suite")
-for tool, package, what in (("bwrap", "bubblewrap", "benchmark comparison"),
-                            ("runc", "runc", "benchmark comparison"),
-                            ("unshare", "util-linux", "benchmark comparison"),
-                            ("slirp4netns", "slirp4netns", "--network egress and %pip install")):
+packages = []  # what is missing, for one apt-get line at the end (.ci/run installs them all)
+for tool, package, what in (("bwrap", "bubblewrap", "the Binder tests skip; benchmarks compare with it"),
+                            ("runc", "runc", "benchmarks compare with it"),
+                            ("unshare", "util-linux", "benchmarks compare with it"),
+                            ("newuidmap", "uidmap", "the rootless tests skip"),
+                            ("slirp4netns", "slirp4netns", "the --network egress and %pip tests skip"),
+                            ("debootstrap", "debootstrap", "the Debian rootfs tests skip"),
+                            ("chromium", "chromium", "the JupyterLab and JupyterHub browser tests skip"),
+                            ("qemu-system-x86_64", "qemu-system-x86", "the cgroup v2 VM tests skip"),
+                            ("busybox", "busybox-static", "the cgroup v2 VM tests skip")):
     if not shutil.which(tool):
-        notes.append(f"{tool} not found ({what}): sudo apt-get install {package}")
+        notes.append(f"{tool} not found: {what}")
+        packages.append(package)
+if not glob.glob("/boot/vmlinuz-*"):
+    notes.append("no kernel in /boot: the cgroup v2 VM tests skip")
+    packages.append("linux-image-amd64")
 # The JupyterHub test (tests/hub) fetches configurable-http-proxy with npm when it is not on PATH.
 if not shutil.which("configurable-http-proxy") and not shutil.which("npm"):
-    notes.append("neither configurable-http-proxy nor npm found (JupyterHub test): "
-                 "sudo apt-get install npm")
+    notes.append("neither configurable-http-proxy nor npm found: the JupyterHub test skips")
+    packages.append("npm")
 for note in notes:
     print(f"note: {note}")
+if packages:
+    print(f"note: each skip says why; to run them all: sudo apt-get install {' '.join(packages)}")
