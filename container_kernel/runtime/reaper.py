@@ -2,12 +2,12 @@
 
 A SIGKILLed launcher cleans nothing: its container dies with it (init has
 PDEATHSIG), but the cgroups and the run dir would stay until someone else came.
-So, before it creates anything that could be left (its run dir first), the launcher
-forks a reaper in a session of its own (a kill of the launcher's process group misses it). The
-reaper holds the read end of a pipe whose only write end the launcher keeps: EOF
-comes the moment the launcher is gone, however it went, and the reaper then
-removes what is left (all of it idempotent, so a launcher that cleaned up first
-leaves it nothing to do) and exits.
+So, before it creates anything that could be left (its run dir first), the
+launcher forks a reaper in a session of its own (a kill of the launcher's process
+group misses it). The reaper holds the read end of a pipe whose only write end the
+launcher keeps: EOF comes the moment the launcher is gone, however it went, and the
+reaper then removes what is left (all of it idempotent, so a launcher that cleaned
+up first leaves it nothing to do) and exits.
 
 The run dir and the cgroup are removed only if the run dir is the launcher's own (its
 owner file, or its hidden name while made, names the launcher): a start refused because
